@@ -1,0 +1,324 @@
+"""Every network the course uses, and a name -> class registry (`MODELS`).
+
+Conventions:
+- Inputs are image batches of shape (N, 1, H, W); each model checks its input and raises a
+  ValueError naming the shape it expected, instead of a matmul error from deep inside.
+- Models that train with `F.nll_loss` return log-probabilities (`LOG_PROBS = True`); models that
+  train with `F.cross_entropy` return raw logits. `utils.loss_fn(model)` picks the right loss.
+"""
+
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# --------------------------------------------------------------------------- input checks
+
+def check_input(x: torch.Tensor, channels: int = 1, size: tuple[int, ...] = (28, 28)) -> None:
+    """Raise a ValueError unless x is a batch of shape (N, channels, *size)."""
+    expected = (channels, *size)
+    if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+        want = ", ".join(str(d) for d in expected)
+        raise ValueError(
+            f"expected input of shape (N, {want}), got {tuple(x.shape)}"
+            + (" - add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "")
+        )
+
+
+class CheckedModule(nn.Module):
+    """Base class: checks the input shape, then calls `forward_checked`."""
+
+    INPUT_SIZE: tuple[int, ...] = (28, 28)
+    LOG_PROBS = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, 1, self.INPUT_SIZE)
+        return self.forward_checked(x)
+
+    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- seed 002: S5 Net
+
+class S5Net(CheckedModule):
+    """The S5 MNIST net of seed 002: four 3x3 convs, two max-pools, fc 4096 -> 50 -> 10.
+
+    593,200 parameters. Errata against the seed:
+    - `forward` was indented at module level, so it was never a method of the class and
+      calling the model raised NotImplementedError. Here it is a method.
+    - `F.relu(x, 2)` does not pool: relu's second argument is `inplace`, so the 2 only made the
+      ReLU in-place. The shapes in the seed's summary (26 -> 24 -> 12 -> 10 -> 8 -> 4) need pooling
+      only after conv2 and conv4, which is what the seed's other lines do; we keep that and
+      write plain `F.relu(x)` for conv1 and conv3.
+    - It mixed `utilval.F` and a bare `F` that was never imported in model.py.
+    """
+
+    LOG_PROBS = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, kernel_size=3)     # 28 -> 26
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)    # 26 -> 24, pool -> 12
+        self.conv3 = nn.Conv2d(64, 128, kernel_size=3)   # 12 -> 10
+        self.conv4 = nn.Conv2d(128, 256, kernel_size=3)  # 10 -> 8, pool -> 4
+        self.fc1 = nn.Linear(256 * 4 * 4, 50)
+        self.fc2 = nn.Linear(50, 10)
+
+    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.relu(F.max_pool2d(self.conv2(x), 2))
+        x = F.relu(self.conv3(x))
+        x = F.relu(F.max_pool2d(self.conv4(x), 2))
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+
+# --------------------------------------------------------------------------- seed 003: MLP
+
+class MLP(CheckedModule):
+    """The fully connected classifier of seed 003: 784 -> 256 -> 10 (203,530 parameters).
+
+    Images are flattened inside, so it takes the same (N, 1, 28, 28) batches as the convnets.
+    Dropout (p=0.2 by default) is active only in `train()` mode: in `eval()` mode it is the
+    identity, so predictions are deterministic and use every unit (PyTorch scales the kept
+    units by 1/(1-p) during training, so no rescaling is needed at test time).
+    Errata: the seed ends its class with `softmax` and later uses `NLLLoss`, which expects
+    *log*-probabilities; we return `log_softmax(dim=1)` so `F.nll_loss` is correct.
+    """
+
+    LOG_PROBS = True
+
+    def __init__(self, hidden: int = 256, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(28 * 28, hidden)
+        self.output = nn.Linear(hidden, 10)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(x, 1)
+        x = self.dropout(F.relu(self.hidden(x)))
+        return F.log_softmax(self.output(x), dim=1)
+
+
+# --------------------------------------------------------------------------- seed 001: LeNet
+
+class LeNet(CheckedModule):
+    """The LeNet of seed 001: conv 1->6->16 (3x3), fc 120/84/10, raw scores; 81,194 parameters.
+
+    Designed for 32x32 inputs (32 -> 30 -> 15 -> 13 -> 6, so fc1 sees 16*6*6 = 576 features).
+    MNIST digits are 28x28: the model pads them by 2 pixels on each side, replicating the border
+    (which is background in MNIST, whatever the normalisation), so the weights keep their shapes
+    and the seed's 32x32 walk-through stays valid. Both sizes are accepted.
+    """
+
+    INPUT_SIZE = (32, 32)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3)
+        self.conv2 = nn.Conv2d(6, 16, 3)
+        self.fc1 = nn.Linear(16 * 6 * 6, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and tuple(x.shape[1:]) == (1, 28, 28):
+            x = F.pad(x, (2, 2, 2, 2), mode="replicate")
+        check_input(x, 1, self.INPUT_SIZE)
+        return self.forward_checked(x)
+
+    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+# --------------------------------------------------------------------------- seed 000: deep net
+
+class DeepNet(CheckedModule):
+    """The 7-convolution MNIST net of seed 000 (6,379,786 parameters).
+
+    Errata against the seed:
+    - It applied ReLU to the output of conv7, the logits, before `log_softmax`. That clamps every
+      negative score to 0: the network can no longer push wrong classes below zero, many logits
+      tie at 0, and the gradient through a clamped logit is exactly zero, so learning stalls
+      (a unit that goes negative for every input never recovers). The logits go straight into
+      `log_softmax` here.
+    - `F.log_softmax(x)` without `dim` is deprecated; we pass `dim=1`.
+    - Its receptive-field comments double the field at each max-pool. A 2x2 pool adds
+      (2 - 1) * jump, it does not double it. `utils.layer_table(DeepNet(), (1, 28, 28))` gives
+      (seed's value in brackets): conv1 3 [3], conv2 5 [5], pool1 6 [10], conv3 10 [12],
+      conv4 14 [14], pool2 16 [28], conv5 24 [30], conv6 32 [32], conv7 40 [34].
+    """
+
+    LOG_PROBS = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)     # 28 -> 28
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)    # 28 -> 28
+        self.pool1 = nn.MaxPool2d(2, 2)                 # 28 -> 14
+        self.conv3 = nn.Conv2d(64, 128, 3, padding=1)   # 14 -> 14
+        self.conv4 = nn.Conv2d(128, 256, 3, padding=1)  # 14 -> 14
+        self.pool2 = nn.MaxPool2d(2, 2)                 # 14 -> 7
+        self.conv5 = nn.Conv2d(256, 512, 3)             # 7 -> 5
+        self.conv6 = nn.Conv2d(512, 1024, 3)            # 5 -> 3
+        self.conv7 = nn.Conv2d(1024, 10, 3)             # 3 -> 1
+
+    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(F.relu(self.conv2(F.relu(self.conv1(x)))))
+        x = self.pool2(F.relu(self.conv4(F.relu(self.conv3(x)))))
+        x = F.relu(self.conv6(F.relu(self.conv5(x))))
+        x = torch.flatten(self.conv7(x), 1)  # no ReLU on the logits
+        return F.log_softmax(x, dim=1)
+
+
+# --------------------------------------------------------------------------- seed 004: Fashion net
+
+class FashionNet(CheckedModule):
+    """The Fashion-MNIST network of seed 004: conv 6 and 12 (5x5), fc 120/60/10; 32,998 parameters.
+
+    Returns raw scores (logits): `F.cross_entropy` applies log-softmax itself, so a softmax
+    here would be applied twice. Errata: the seed's listing writes `Class Network` (capital C,
+    a syntax error) and its `forward` sketch lacks the final `return`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels=1, out_channels=6, kernel_size=5)   # 28 -> 24, pool -> 12
+        self.conv2 = nn.Conv2d(in_channels=6, out_channels=12, kernel_size=5)  # 12 -> 8, pool -> 4
+        self.fc1 = nn.Linear(in_features=12 * 4 * 4, out_features=120)
+        self.fc2 = nn.Linear(in_features=120, out_features=60)
+        self.out = nn.Linear(in_features=60, out_features=10)
+
+    def forward_checked(self, t: torch.Tensor) -> torch.Tensor:
+        t = F.max_pool2d(F.relu(self.conv1(t)), kernel_size=2, stride=2)
+        t = F.max_pool2d(F.relu(self.conv2(t)), kernel_size=2, stride=2)
+        t = t.reshape(-1, 12 * 4 * 4)
+        t = F.relu(self.fc1(t))
+        t = F.relu(self.fc2(t))
+        return self.out(t)
+
+
+# --------------------------------------------------------------------------- Sequential versions
+
+def fashion_layers() -> list[tuple[str, nn.Module]]:
+    """The Fashion net's layers in order, with names; parameters are created in the class's order."""
+    return [
+        ("conv1", nn.Conv2d(1, 6, kernel_size=5)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2, 2)),
+        ("conv2", nn.Conv2d(6, 12, kernel_size=5)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2, 2)),
+        ("flatten", nn.Flatten(start_dim=1)),
+        ("fc1", nn.Linear(12 * 4 * 4, 120)), ("relu3", nn.ReLU()),
+        ("fc2", nn.Linear(120, 60)), ("relu4", nn.ReLU()),
+        ("out", nn.Linear(60, 10)),
+    ]
+
+
+def fashion_sequential(way: str = "constructor") -> nn.Sequential:
+    """The Fashion net as nn.Sequential, built one of three ways: constructor, ordered_dict, add_module."""
+    layers = fashion_layers()
+    if way == "constructor":
+        return nn.Sequential(*(module for _, module in layers))
+    if way == "ordered_dict":
+        return nn.Sequential(OrderedDict(layers))
+    if way == "add_module":
+        net = nn.Sequential()
+        for name, module in layers:
+            net.add_module(name, module)
+        return net
+    raise ValueError(f"unknown way {way!r}; expected constructor, ordered_dict or add_module")
+
+
+def mlp_sequential(hidden: int = 256) -> nn.Sequential:
+    """Seed 003's nn.Sequential MLP, ending in LogSoftmax so it pairs with NLLLoss like `MLP`.
+
+    Errata: the seed ended it with `nn.Softmax(dim=1)`; probabilities fed to NLLLoss give a wrong
+    loss. Use LogSoftmax + NLLLoss, or no final activation + CrossEntropyLoss.
+    """
+    return nn.Sequential(
+        nn.Flatten(start_dim=1),
+        nn.Linear(28 * 28, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, 10),
+        nn.LogSoftmax(dim=1),
+    )
+
+
+# --------------------------------------------------------------------------- compact MNIST net
+
+def conv_bn(c_in: int, c_out: int, kernel: int = 3, dropout: float = 0.0) -> nn.Sequential:
+    """Conv (no bias: BatchNorm has one) -> BatchNorm -> ReLU -> optional Dropout."""
+    layers = [nn.Conv2d(c_in, c_out, kernel, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class CompactNet(CheckedModule):
+    """A small MNIST convnet (5,546 parameters): BatchNorm, one early max-pool, global average pooling.
+
+    Layer plan (output size, receptive field): conv 1->8 (26, 3), conv 8->12 (24, 5),
+    max-pool (12, 6), conv 12->12 (10, 10), conv 12->12 (8, 14), conv 12->16 (6, 18),
+    global average pool over the 6x6 map, then a 1x1 "classifier" 16 -> 10.
+    Almost every parameter sits in 3x3 kernels; there is no big fully connected layer.
+    """
+
+    def __init__(self, dropout: float = 0.05) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_bn(1, 8, dropout=dropout),
+            conv_bn(8, 12, dropout=dropout),
+            nn.MaxPool2d(2),
+            conv_bn(12, 12, dropout=dropout),
+            conv_bn(12, 12, dropout=dropout),
+            conv_bn(12, 16),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.classifier = nn.Conv2d(16, 10, kernel_size=1)
+
+    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.classifier(self.features(x)), 1)
+
+
+# --------------------------------------------------------------------------- registry
+
+MODELS: dict[str, type[nn.Module]] = {
+    "mlp": MLP,
+    "lenet": LeNet,
+    "deep": DeepNet,
+    "s5": S5Net,
+    "fashion": FashionNet,
+    "compact": CompactNet,
+}
+
+# Default training settings per model (train.py's command-line flags override them).
+# s5: the seed's SGD(lr=0.0175, momentum=0.95), StepLR(10, 0.1), batch 512, 20 epochs.
+# fashion: the seed's Adam(lr=0.01), batch 100, 10 epochs. deep: the seed's SGD(0.01, 0.9), 9 epochs.
+RECIPES: dict[str, dict] = {
+    "mlp": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 128, "epochs": 5, "step_size": 10},
+    "lenet": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch_size": 128, "epochs": 5, "step_size": 10},
+    "deep": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 128, "epochs": 9, "step_size": 10},
+    "s5": {"optimizer": "sgd", "lr": 0.0175, "momentum": 0.95, "batch_size": 512, "epochs": 20, "step_size": 10},
+    "fashion": {"optimizer": "adam", "lr": 0.01, "momentum": 0.9, "batch_size": 100, "epochs": 10, "step_size": 10},
+    "compact": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 128, "epochs": 5, "step_size": 3},
+}
+
+
+def build(name: str) -> nn.Module:
+    """Return a fresh model for a registry name, or raise a ValueError listing the names."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(sorted(MODELS))}")
+    return MODELS[name]()
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

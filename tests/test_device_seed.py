@@ -1,0 +1,62 @@
+"""Device choice, DataLoader settings per device, seeding and smoke mode."""
+
+import pytest
+import torch
+
+import model
+import utils
+
+
+def test_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert utils.get_device().type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert utils.get_device().type == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert utils.get_device().type == "cpu"
+
+
+def test_asking_for_a_missing_device_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="'cuda' was asked for but is not available"):
+        utils.get_device("cuda")
+    assert utils.get_device("cpu").type == "cpu"
+
+
+def test_loader_kwargs_pin_memory_on_cuda_only():
+    assert utils.loader_kwargs(torch.device("cpu")) == {"num_workers": 0, "pin_memory": False}
+    cuda = utils.loader_kwargs(torch.device("cuda"))
+    assert cuda["pin_memory"] is True and cuda["num_workers"] >= 1
+    assert utils.loader_kwargs(torch.device("mps"))["pin_memory"] is False
+
+
+def first_batch_and_loss(seed: int) -> tuple[torch.Tensor, float]:
+    """First training batch and the loss after three SGD steps, all from one seed."""
+    utils.set_seed(seed)
+    loaders = utils.get_loaders("mnist", 32, torch.device("cpu"), limit=256, seed=seed)
+    net = model.build("s5")
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    batches = iter(loaders.train)
+    first, labels = next(batches)
+    for images, targets in [(first, labels), next(batches), next(batches)]:
+        opt.zero_grad()
+        loss = utils.loss_fn(net)(net(images), targets)
+        loss.backward()
+        opt.step()
+    return first, loss.item()
+
+
+def test_same_seed_same_first_batch_and_loss(data_root):
+    batch_a, loss_a = first_batch_and_loss(7)
+    batch_b, loss_b = first_batch_and_loss(7)
+    batch_c, _ = first_batch_and_loss(8)
+    assert torch.equal(batch_a, batch_b) and loss_a == loss_b
+    assert not torch.equal(batch_a, batch_c)
+
+
+def test_smoke_mode_helpers(monkeypatch):
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    assert utils.smoke_mode() and utils.epochs(15) == 1 and utils.data_limit() == 2000
+    monkeypatch.setenv("COURSE_SMOKE", "0")
+    assert not utils.smoke_mode() and utils.epochs(15) == 15 and utils.data_limit() is None

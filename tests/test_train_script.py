@@ -1,0 +1,53 @@
+"""train.py end to end, in smoke mode on real MNIST."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_train(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run train.py in a subprocess in smoke mode; return the finished process."""
+    full_env = {**os.environ, "COURSE_SMOKE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=full_env,
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_smoke_run_writes_sane_json(data_root, tmp_path):
+    out = tmp_path / "out.json"
+    proc = run_train("--epochs", "2", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["model"] == "compact" and result["dataset"] == "mnist" and result["device"] == "cpu"
+    assert result["epochs"] == 2 and len(result["history"]) == 2
+    assert result["params"] > 0 and result["train_samples"] == 2000
+    assert result["test_accuracy"] > 0.25  # chance is 0.1; 2 smoke epochs are only 32 steps
+    assert {"train_loss", "test_loss", "test_accuracy", "seconds"} <= set(result["history"][0])
+    assert f"test accuracy {100 * result['test_accuracy']:.2f}% ({result['test_correct']}/" in proc.stdout
+
+
+def test_unknown_model_lists_choices():
+    proc = run_train("--model", "resnet")
+    assert proc.returncode == 2
+    assert "invalid choice: 'resnet'" in proc.stderr and "s5" in proc.stderr
+
+
+def test_offline_empty_data_dir_fails_fast_with_clear_message(tmp_path):
+    proc = run_train("--epochs", "1", env={"DATA_DIR": str(tmp_path / "nothing")})
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "DATA_DIR" in proc.stderr and "train-images-idx3-ubyte" in proc.stderr
+    assert str(tmp_path / "nothing") in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_non_positive_epochs_rejected(value):
+    proc = run_train("--epochs", value)
+    assert proc.returncode == 2 and "--epochs must be a positive integer" in proc.stderr

@@ -1,0 +1,150 @@
+"""Train a course model on MNIST or Fashion-MNIST from the command line.
+
+    python train.py                                  # S5 net on MNIST, default settings
+    python train.py --model fashion --dataset fashion_mnist --optimizer adam --lr 0.001
+    python train.py --epochs 2 --save ck.pt          # then: --resume ck.pt --epochs 3
+    python train.py --help
+
+Data comes from $DATA_DIR (default: data/ beside this file). With COURSE_SMOKE=1 the default
+epochs and data sizes shrink so the whole run takes seconds (tests use this).
+"""
+
+import argparse
+import sys
+import time
+
+import torch
+
+import model as models
+import utils
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; unknown model or dataset names list the valid choices."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="compact", choices=sorted(models.MODELS), help="network (default: compact)")
+    p.add_argument("--dataset", default="mnist", choices=sorted(utils.DATASETS), help="data set (default: mnist)")
+    p.add_argument("--epochs", type=int, help="total epochs (default: the model's recipe; 1 in smoke mode)")
+    p.add_argument("--batch-size", type=int, help="default: the model's recipe (model.RECIPES)")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], help="default: the model's recipe")
+    p.add_argument("--lr", type=float, help="learning rate (peak rate with onecycle); default: recipe")
+    p.add_argument("--momentum", type=float, help="SGD momentum; default: recipe")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--scheduler", choices=["step", "onecycle", "none"], default="step",
+                   help="step: StepLR every --step-size epochs (resumable to more epochs); "
+                        "onecycle: OneCycleLR over the whole run")
+    p.add_argument("--step-size", type=int, help="StepLR period in epochs; default: recipe")
+    p.add_argument("--gamma", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training samples")
+    p.add_argument("--val-size", type=int, default=0,
+                   help="hold out N training samples for validation and best-model selection")
+    p.add_argument("--no-augment", action="store_true", help="turn off training augmentation")
+    p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: by device)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument("--json", metavar="PATH", help="write the results and per-epoch history here")
+    p.add_argument("--save", metavar="PATH", help="checkpoint after every epoch (best-by-validation beside it)")
+    p.add_argument("--resume", metavar="PATH", help="continue training from this checkpoint")
+    args = p.parse_args(argv)
+    for key, value in models.RECIPES[args.model].items():
+        if getattr(args, key) is None:
+            setattr(args, key, utils.epochs(value, smoke=1) if key == "epochs" else value)
+    if args.limit is None:
+        args.limit = utils.data_limit()
+    for name in ("epochs", "batch_size", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    return args
+
+
+def make_optimizer(args: argparse.Namespace, net: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum or Adam, from the command-line options."""
+    if args.optimizer == "adam":
+        return torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    return torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+
+
+def make_scheduler(args: argparse.Namespace, optimizer, steps_per_epoch: int):
+    """The learning-rate schedule named by --scheduler (None for 'none')."""
+    if args.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
+    if args.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch
+        )
+    return None
+
+
+def resume(path: str, args, net, optimizer, scheduler, device) -> dict:
+    """Restore weights, optimiser, scheduler and history from a checkpoint; return the history."""
+    state = utils.load_checkpoint(path, map_location=device)
+    saved = state.get("extra", {}).get("args", {})
+    for key in ("model", "dataset", "scheduler"):
+        if key in saved and saved[key] != getattr(args, key):
+            raise ValueError(f"checkpoint {path} was trained with --{key} {saved[key]}, not {getattr(args, key)}")
+    if args.scheduler == "onecycle" and saved.get("epochs") != args.epochs:
+        raise ValueError("a onecycle schedule spans the whole run: resume it with the same --epochs "
+                         f"({saved.get('epochs')}), or train with --scheduler step")
+    utils.load_weights(net, state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    print(f"resumed from {path} after epoch {state['epoch']}")
+    return state["history"]
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train and evaluate as the options say; return the results written to --json."""
+    device = utils.get_device(args.device)
+    utils.set_seed(args.seed)
+    loaders = utils.get_loaders(
+        args.dataset, args.batch_size, device, limit=args.limit, test_limit=utils.data_limit(smoke=2000),
+        val_size=args.val_size, augment=not args.no_augment, seed=args.seed, num_workers=args.num_workers,
+    )
+    net = models.build(args.model).to(device)
+    optimizer = make_optimizer(args, net)
+    scheduler = make_scheduler(args, optimizer, len(loaders.train))
+    history = resume(args.resume, args, net, optimizer, scheduler, device) if args.resume else None
+    params = models.count_parameters(net)
+    print(f"{args.model} ({params:,} parameters) on {args.dataset}, device {device}, "
+          f"{len(loaders.train.dataset):,} training samples, {args.epochs} epochs")
+
+    tic = time.perf_counter()
+    history = utils.fit(
+        net, loaders.train, loaders.test, optimizer, args.epochs, device, scheduler,
+        val_loader=loaders.val, history=history, seed=args.seed,
+        checkpoint=args.save or args.resume, extra={"args": vars(args)},
+    )
+    test_loss, test_acc = utils.evaluate(net, loaders.test, device)
+    total = len(loaders.test.dataset)
+    correct = round(test_acc * total)
+    print(f"test accuracy {100 * test_acc:.2f}% ({correct}/{total})")
+    return {
+        "model": args.model, "dataset": args.dataset, "device": str(device), "params": params,
+        "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+        "train_samples": len(loaders.train.dataset), "test_accuracy": test_acc, "test_loss": test_loss,
+        "test_correct": correct, "test_total": total, "wall_seconds": time.perf_counter() - tic,
+        "torch": torch.__version__, "smoke": utils.smoke_mode(),
+        "history": utils.history_rows(history), "args": vars(args),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit status 0 on success, 1 with one clear message on a known failure."""
+    args = parse_args(argv)
+    try:
+        results = run(args)
+    except (utils.DataNotFoundError, utils.CorruptDataError, utils.NonFiniteLossError,
+            utils.CheckpointMismatchError, FileNotFoundError, ValueError) as err:
+        if isinstance(err, utils.NonFiniteLossError) and (args.save or args.resume):
+            err = f"{err}\nThe last good checkpoint is still in {args.save or args.resume}."
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        utils.write_json(args.json, results)
+        print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

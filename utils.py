@@ -1,0 +1,653 @@
+"""Helpers shared by the notebooks and train.py.
+
+Sections: device, reproducibility, smoke mode, data, training.
+"""
+
+import json
+import os
+import random
+import struct
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+from urllib.error import URLError
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import datasets, transforms
+from tqdm.auto import tqdm
+
+# =========================================================================== device
+
+
+def get_device(preferred: str = "auto") -> torch.device:
+    """Pick CUDA, then Apple MPS, then CPU (or check and return the one asked for)."""
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": hasattr(torch.backends, "mps") and torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if preferred == "auto":
+        return torch.device(next(name for name, ok in available.items() if ok))
+    if preferred not in available:
+        raise ValueError(f"unknown device {preferred!r}; expected one of auto, cuda, mps, cpu")
+    if not available[preferred]:
+        raise ValueError(f"device {preferred!r} was asked for but is not available on this machine")
+    return torch.device(preferred)
+
+
+def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
+    """DataLoader keyword arguments that suit the device.
+
+    pin_memory only helps host->GPU copies, so it is on for CUDA only. On a CPU-only machine the
+    worker processes compete with the training threads for the same cores: measured on a 2-core
+    machine, one MNIST epoch took longer with 2 workers than with 0 (see README, Performance), so
+    the default is 0 workers on CPU and up to 4 on an accelerator, where the CPU is otherwise idle.
+    """
+    if num_workers is None:
+        num_workers = 0 if device.type == "cpu" else min(4, os.cpu_count() or 1)
+    kwargs = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
+    if num_workers > 0:
+        kwargs["persistent_workers"] = True
+    return kwargs
+
+
+# =========================================================================== reproducibility
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (all CUDA devices too) for repeatable runs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds CUDA and MPS generators
+    torch.cuda.manual_seed_all(seed)
+
+
+# =========================================================================== smoke mode
+
+
+def smoke_mode() -> bool:
+    """True when COURSE_SMOKE=1: tests shrink data and epochs but still use real data."""
+    return os.environ.get("COURSE_SMOKE", "").strip() not in ("", "0", "false", "False")
+
+
+def epochs(full: int, smoke: int = 1) -> int:
+    """The epoch count to use: `full` normally, `smoke` in smoke mode."""
+    return smoke if smoke_mode() else full
+
+
+def data_limit(full: int | None = None, smoke: int = 2000) -> int | None:
+    """How many training samples to use: `full` (None = all) normally, `smoke` in smoke mode."""
+    return smoke if smoke_mode() else full
+
+
+# =========================================================================== data
+
+# Mean and standard deviation of the training pixels (scaled to [0, 1]).
+# MNIST: the classic 0.1307 / 0.3081. Fashion-MNIST: computed with `pixel_stats` on the
+# 60,000 training images: mean 0.2860, std 0.3530.
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
+
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+
+DATASETS = {
+    "mnist": {"cls": datasets.MNIST, "mean": MNIST_MEAN, "std": MNIST_STD, "classes": MNIST_CLASSES},
+    "fashion_mnist": {
+        "cls": datasets.FashionMNIST, "mean": FASHION_MEAN, "std": FASHION_STD, "classes": FASHION_CLASSES,
+    },
+}
+
+RAW_FILES = (
+    "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+)
+
+
+class DataNotFoundError(RuntimeError):
+    """The data set is not on disk and could not be downloaded."""
+
+
+class CorruptDataError(RuntimeError):
+    """A data file on disk is truncated or not an IDX file."""
+
+
+def data_root() -> Path:
+    """The torchvision data root: $DATA_DIR, or `data/` beside this file."""
+    env = os.environ.get("DATA_DIR", "").strip()
+    return Path(env).expanduser() if env else Path(__file__).resolve().parent / "data"
+
+
+def dataset_info(name: str) -> dict:
+    """Class, normalisation and class names for a data set name."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def normalize(name: str) -> transforms.Normalize:
+    """The Normalize transform with the data set's training mean and std."""
+    info = dataset_info(name)
+    return transforms.Normalize((info["mean"],), (info["std"],))
+
+
+def train_transform(name: str, augment: bool = True) -> transforms.Compose:
+    """Training transform; for MNIST with augment=True, the S5 seed's random crop and rotation."""
+    steps = []
+    if augment and name == "mnist":
+        steps = [
+            transforms.RandomApply([transforms.CenterCrop(22)], p=0.1),
+            transforms.Resize((28, 28)),
+            transforms.RandomRotation((-15.0, 15.0), fill=0),
+        ]
+    return transforms.Compose([*steps, transforms.ToTensor(), normalize(name)])
+
+
+def test_transform(name: str) -> transforms.Compose:
+    """Deterministic evaluation transform: tensor conversion and normalisation only.
+
+    The S5 seed put RandomRotation in its *test* transform. That is a bug: the reported test
+    accuracy then changes from run to run and measures a different, harder task. Augmentation
+    belongs to training only.
+    """
+    return transforms.Compose([transforms.ToTensor(), normalize(name)])
+
+
+def check_idx_file(path: Path) -> None:
+    """Raise CorruptDataError unless `path` is a complete IDX file (header and all its bytes)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(4)
+        if len(header) < 4 or header[:2] != b"\x00\x00" or not 1 <= header[3] <= 4:
+            raise CorruptDataError(f"{path} is not an IDX data file (bad header); delete it and download again")
+        ndim = header[3]
+        dims_bytes = f.read(4 * ndim)
+    if len(dims_bytes) < 4 * ndim:
+        raise CorruptDataError(f"{path} is truncated (incomplete header); delete it and download again")
+    dims = struct.unpack(f">{ndim}I", dims_bytes)
+    expected = 4 + 4 * ndim + int(np.prod(dims))
+    if size != expected:
+        raise CorruptDataError(
+            f"{path} has {size} bytes but its header promises {expected}: the file is truncated or "
+            "corrupted; delete it and download again"
+        )
+
+
+def raw_folder(name: str, root: Path | None = None) -> Path:
+    """Where torchvision keeps the uncompressed IDX files of a data set."""
+    root = Path(root) if root is not None else data_root()
+    return root / dataset_info(name)["cls"].__name__ / "raw"
+
+
+def ensure_downloaded(name: str, root: Path | None = None) -> Path:
+    """Make sure the four IDX files exist and are whole; download them if missing."""
+    root = Path(root) if root is not None else data_root()
+    raw = raw_folder(name, root)
+    if not all((raw / f).exists() for f in RAW_FILES):
+        try:
+            dataset_info(name)["cls"](str(root), train=True, download=True)
+        except (URLError, RuntimeError, OSError) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DataNotFoundError(
+                f"{name} data not found in {raw}, and downloading it failed (no internet? {first_line}).\n"
+                f"Expected files: {', '.join(RAW_FILES)}.\n"
+                f"Copy them there, or set DATA_DIR to a data root that holds "
+                f"{dataset_info(name)['cls'].__name__}/raw/ with those files "
+                f"(DATA_DIR is {os.environ.get('DATA_DIR') or 'not set'})."
+            ) from None
+    for f in RAW_FILES:
+        check_idx_file(raw / f)
+    return root
+
+
+def get_dataset(
+    name: str, train: bool, transform=None, limit: int | None = None, root: Path | None = None
+) -> Dataset:
+    """A torchvision data set by name (first `limit` samples only if given); test transform by default."""
+    root = ensure_downloaded(name, root)
+    if transform is None:
+        transform = test_transform(name)
+    ds = dataset_info(name)["cls"](str(root), train=train, download=False, transform=transform)
+    if limit is not None and limit < len(ds):
+        ds = Subset(ds, range(limit))
+    return ds
+
+
+def dataset_targets(ds: Dataset) -> torch.Tensor:
+    """Labels of a torchvision data set or of a Subset of one."""
+    if isinstance(ds, Subset):
+        return dataset_targets(ds.dataset)[torch.as_tensor(list(ds.indices))]
+    return torch.as_tensor(ds.targets)
+
+
+def split_indices(n: int, val_size: int, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Seeded random split of range(n) into (train indices, validation indices)."""
+    if not 0 < val_size < n:
+        raise ValueError(f"val_size must be between 1 and {n - 1} (the training set has {n} samples), got {val_size}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[val_size:]), sorted(order[:val_size])
+
+
+class Loaders(NamedTuple):
+    """Train, validation (None without a hold-out) and test loaders."""
+
+    train: DataLoader
+    val: DataLoader | None
+    test: DataLoader
+
+
+def get_loaders(
+    name: str,
+    batch_size: int = 128,
+    device: torch.device | None = None,
+    limit: int | None = None,
+    test_limit: int | None = None,
+    val_size: int = 0,
+    augment: bool = True,
+    seed: int = 0,
+    num_workers: int | None = None,
+) -> Loaders:
+    """Train, validation and test DataLoaders for a data set name.
+
+    `limit` keeps the first N training samples; `val_size` then holds out that many of them
+    (seeded, without augmentation) for model selection, so the test set stays untouched.
+    The training loader shuffles with its own seeded generator.
+    """
+    device = device or get_device()
+    kwargs = loader_kwargs(device, num_workers)
+    train_set = get_dataset(name, True, train_transform(name, augment), limit)
+    val_loader = None
+    if val_size:
+        train_idx, val_idx = split_indices(len(train_set), val_size, seed)
+        val_set = Subset(get_dataset(name, True, test_transform(name), limit), val_idx)
+        train_set = Subset(train_set, train_idx)
+        val_loader = DataLoader(val_set, batch_size=max(batch_size, 1000), **kwargs)
+    test_set = get_dataset(name, False, test_transform(name), test_limit)
+    train_loader = DataLoader(
+        train_set, batch_size=batch_size, shuffle=True,
+        generator=torch.Generator().manual_seed(seed), **kwargs,
+    )
+    test_loader = DataLoader(test_set, batch_size=max(batch_size, 1000), **kwargs)
+    return Loaders(train_loader, val_loader, test_loader)
+
+
+def pixel_stats(ds: Dataset) -> tuple[float, float]:
+    """Mean and std of all pixels of a data set whose transform is ToTensor() only."""
+    loader = DataLoader(ds, batch_size=10000)
+    total, total_sq, count = 0.0, 0.0, 0
+    for images, _ in loader:
+        total += images.sum().item()
+        total_sq += (images.double() ** 2).sum().item()
+        count += images.numel()
+    mean = total / count
+    return mean, (total_sq / count - mean**2) ** 0.5
+
+
+# =========================================================================== training
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite: the learning rate is probably too high."""
+
+
+def loss_fn(model: nn.Module):
+    """NLL loss for models that return log-probabilities, cross-entropy for raw logits."""
+    return F.nll_loss if getattr(model, "LOG_PROBS", False) else F.cross_entropy
+
+
+def train_epoch(
+    model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
+    desc: str = "train", scheduler=None,
+) -> tuple[float, float]:
+    """One pass over `loader`; returns mean training loss and accuracy. Shows a tqdm bar."""
+    model.train()
+    criterion = loss_fn(model)
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(loader, desc=desc, leave=False, mininterval=0.5)
+    for images, labels in bar:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        output = model(images)
+        loss = criterion(output, labels)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} after {seen} samples: training diverged. "
+                "Lower the learning rate (or check the data normalisation)."
+            )
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total_loss += loss.item() * len(labels)
+        correct += (output.argmax(dim=1) == labels).sum().item()
+        seen += len(labels)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
+    return total_loss / seen, correct / seen
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device) -> tuple[float, float]:
+    """Mean loss and accuracy of `model` on `loader`, without gradients."""
+    model.eval()
+    criterion = loss_fn(model)
+    total_loss, correct, seen = 0.0, 0, 0
+    for images, labels in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        output = model(images)
+        total_loss += criterion(output, labels, reduction="sum").item()
+        correct += (output.argmax(dim=1) == labels).sum().item()
+        seen += len(labels)
+    return total_loss / seen, correct / seen
+
+
+def seed_epoch(seed: int, epoch: int, loader) -> None:
+    """Reseed the global RNG and the loader's shuffle generator for one epoch.
+
+    Makes each epoch depend only on (seed, epoch) and the weights, so a run resumed from a
+    checkpoint after epoch k continues exactly like the uninterrupted run would have.
+    """
+    torch.manual_seed(seed * 10_000 + epoch)
+    generator = getattr(loader, "generator", None)
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(seed * 10_000 + epoch)
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+
+
+def steps_per_batch(scheduler) -> bool:
+    """True for schedulers that step every batch (OneCycleLR), False for per-epoch ones."""
+    return isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
+
+
+def fit(
+    model: nn.Module, train_loader, test_loader, optimizer: torch.optim.Optimizer,
+    epochs: int, device: torch.device, scheduler=None, *, val_loader=None,
+    history: dict | None = None, seed: int = 0, checkpoint: str | Path | None = None,
+    extra: dict | None = None, verbose: bool = True,
+) -> dict:
+    """Train up to epoch `epochs` and return the per-epoch history.
+
+    Continues after the last epoch in `history` (when resuming). With `checkpoint`, saves the last
+    state there after every epoch and, when `val_loader` is given, the state with the lowest
+    validation loss beside it (`best_path(checkpoint)`). Model choice never looks at the test set.
+    Raises NonFiniteLossError if the loss diverges; the last checkpoint on disk stays intact.
+    """
+    history = history if history is not None else new_history()
+    start = history["epoch"][-1] + 1 if history["epoch"] else 1
+    for epoch in range(start, epochs + 1):
+        seed_epoch(seed, epoch, train_loader)
+        tic = time.perf_counter()
+        batch_scheduler = scheduler if steps_per_batch(scheduler) else None
+        train_loss, train_acc = train_epoch(
+            model, train_loader, optimizer, device, f"epoch {epoch}/{epochs}", batch_scheduler
+        )
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None and batch_scheduler is None:
+            scheduler.step()
+        row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "lr": lr}
+        if val_loader is not None:
+            row["val_loss"], row["val_accuracy"] = evaluate(model, val_loader, device)
+        row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, device)
+        row["seconds"] = time.perf_counter() - tic
+        record_epoch(history, row)
+        if verbose:
+            print(format_epoch(history))
+        if checkpoint is not None:
+            save_training_state(checkpoint, model, optimizer, scheduler, history, extra)
+    return history
+
+
+def new_history() -> dict:
+    """An empty history: one list per metric, filled by `record_epoch`."""
+    return {"epoch": []}
+
+
+def record_epoch(history: dict, row: dict) -> None:
+    """Append one epoch's metrics (a dict of name -> value) to a history."""
+    for key, value in row.items():
+        history.setdefault(key, []).append(value)
+
+
+def format_epoch(history: dict, i: int = -1) -> str:
+    """One readable line for epoch i of a history."""
+    parts = [f"epoch {history['epoch'][i]:>2}: train loss {history['train_loss'][i]:.4f} "
+             f"acc {history['train_accuracy'][i]:.4f}"]
+    for split in ("val", "test"):
+        if f"{split}_loss" in history:
+            parts.append(f"{split} loss {history[f'{split}_loss'][i]:.4f} acc {history[f'{split}_accuracy'][i]:.4f}")
+    parts.append(f"{history['seconds'][i]:.1f}s")
+    return " | ".join(parts)
+
+
+# =========================================================================== checkpoints
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's weights do not fit the model it is loaded into."""
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save to a temp file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def best_path(path: str | Path) -> Path:
+    """Where the best-by-validation checkpoint of `path` lives: ck.pt -> ck.best.pt."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.best{path.suffix}")
+
+
+def training_state(model, optimizer, scheduler, history: dict, extra: dict | None = None) -> dict:
+    """Everything needed to resume: weights, optimiser, scheduler, epoch, history, best metric."""
+    val = history.get("val_loss", [])
+    return {
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": history["epoch"][-1] if history["epoch"] else 0,
+        "history": history,
+        "best_val_loss": min(val) if val else None,
+        "extra": extra or {},
+    }
+
+
+def save_training_state(path, model, optimizer, scheduler, history: dict, extra: dict | None = None) -> None:
+    """Save the last state to `path`, and to `best_path(path)` when validation loss improved."""
+    state = training_state(model, optimizer, scheduler, history, extra)
+    atomic_save(state, path)
+    val = history.get("val_loss", [])
+    if val and val[-1] <= min(val):
+        atomic_save(state, best_path(path))
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load a checkpoint safely (weights_only=True); clear errors for missing or broken files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"checkpoint {path} could not be read ({type(err).__name__}: {err})") from None
+
+
+def load_weights(model: nn.Module, state_dict: dict) -> None:
+    """load_state_dict, but first one clear error naming every mismatched key and shape."""
+    own = unwrap(model).state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own if k in state_dict and own[k].shape != state_dict[k].shape
+    ]
+    if missing or unexpected or shapes:
+        lines = [f"checkpoint does not fit {type(unwrap(model)).__name__}:"]
+        if missing:
+            lines.append(f"  missing keys: {', '.join(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys: {', '.join(unexpected)}")
+        if shapes:
+            lines.append("  shape mismatches: " + "; ".join(shapes))
+        raise CheckpointMismatchError("\n".join(lines))
+    unwrap(model).load_state_dict(state_dict)
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write JSON through a temp file and a rename, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def history_rows(history: dict) -> list[dict]:
+    """A history of per-metric lists as one dict per epoch (for JSON and tables)."""
+    return [dict(zip(history, values)) for values in zip(*history.values())]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside a DistributedDataParallel (or similar) wrapper."""
+    return getattr(model, "module", model)
+
+
+# =========================================================================== inspection
+
+POOL_OPS = {"max_pool2d", "avg_pool2d", "_max_pool2d", "max_pool2d_with_indices"}
+GLOBAL_OPS = {"adaptive_avg_pool2d", "adaptive_max_pool2d", "flatten"}
+
+
+def _pair(value) -> int:
+    """First element of an int-or-tuple geometry argument (square kernels in this course)."""
+    return value[0] if isinstance(value, (tuple, list)) else int(value)
+
+
+def _conv_geometry(args, kwargs) -> tuple[int, int, int]:
+    """(kernel, stride, dilation) of an F.conv2d call."""
+    weight = args[1] if len(args) > 1 else kwargs["weight"]
+    stride = args[3] if len(args) > 3 else kwargs.get("stride", 1)
+    dilation = args[5] if len(args) > 5 else kwargs.get("dilation", 1)
+    return weight.shape[-1], _pair(stride), _pair(dilation)
+
+
+def _pool_geometry(args, kwargs) -> tuple[int, int, int]:
+    """(kernel, stride, dilation) of an F.max_pool2d / avg_pool2d call (stride defaults to kernel)."""
+    kernel = _pair(args[1] if len(args) > 1 else kwargs["kernel_size"])
+    stride = args[2] if len(args) > 2 else kwargs.get("stride")
+    dilation = args[4] if len(args) > 4 and isinstance(args[4], (int, tuple)) else kwargs.get("dilation", 1)
+    return kernel, _pair(stride) if stride not in (None, [], ()) else kernel, _pair(dilation)
+
+
+def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28), show: bool = True) -> list[dict]:
+    """One row per layer: name, output shape, parameters, receptive field and jump.
+
+    Receptive field (rf) and jump are computed while a dummy batch flows through the model, from
+    the kernel, stride and dilation of every conv and pooling op actually executed (functional
+    calls such as F.max_pool2d included): rf += (kernel - 1) * dilation * jump; jump *= stride.
+    After a global pool or flatten every output sees the whole image ("all").
+    """
+    from torch.overrides import TorchFunctionMode
+
+    state = {"rf": 1, "jump": 1, "depth": 0}
+    rows: list[dict] = []
+
+    def add_row(name: str, kind: str, out, params: int) -> None:
+        shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ()
+        rows.append({"name": name, "type": kind, "output_shape": shape, "params": params,
+                     "rf": state["rf"], "jump": state["jump"]})
+
+    class Recorder(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            op = getattr(func, "__name__", "")
+            geometry = None
+            if op == "conv2d":
+                geometry = _conv_geometry(args, kwargs)
+            elif op in POOL_OPS:
+                geometry = _pool_geometry(args, kwargs)
+            if geometry and state["rf"] != "all":
+                kernel, stride, dilation = geometry
+                state["rf"] += (kernel - 1) * dilation * state["jump"]
+                state["jump"] *= stride
+            elif op in GLOBAL_OPS and isinstance(out, torch.Tensor) and (out.dim() == 2 or out.shape[-1] == 1):
+                state["rf"] = "all"
+            if state["depth"] == 0 and (geometry or op in GLOBAL_OPS):
+                add_row(f"F.{op.lstrip('_')}", "function", out, 0)
+            return out
+
+    def pre_hook(module, inputs):
+        state["depth"] += 1
+
+    def make_hook(name: str):
+        def hook(module, inputs, out):
+            state["depth"] -= 1
+            if isinstance(module, nn.Linear):  # a fully connected unit sees every input pixel
+                state["rf"] = "all"
+            add_row(name, type(module).__name__, out, sum(p.numel() for p in module.parameters()))
+        return hook
+
+    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    handles = [m.register_forward_pre_hook(pre_hook) for _, m in leaves]
+    handles += [m.register_forward_hook(make_hook(n)) for n, m in leaves]
+    device = next(model.parameters()).device
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad(), Recorder():
+            model(torch.zeros(1, *input_size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if show:
+        print(format_layer_table(rows))
+    return rows
+
+
+def format_layer_table(rows: list[dict]) -> str:
+    """The rows of `layer_table` as an aligned text table with a parameter total."""
+    lines = [f"{'layer':<22}{'type':<18}{'output shape':<18}{'params':>10}{'RF':>6}{'jump':>6}"]
+    lines.append("-" * len(lines[0]))
+    for r in rows:
+        lines.append(f"{r['name']:<22}{r['type']:<18}{str(r['output_shape']):<18}{r['params']:>10,}"
+                     f"{str(r['rf']):>6}{r['jump']:>6}")
+    lines.append(f"{'total parameters':<58}{sum(r['params'] for r in rows):>10,}")
+    return "\n".join(lines)
+
+
+def summary(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -> None:
+    """torchsummary's table on any machine (it assumes CUDA by default; we pass the model's device)."""
+    import copy
+
+    from torchsummary import summary as torchsummary_summary
+
+    device = next(model.parameters()).device
+    if device.type not in ("cpu", "cuda"):  # torchsummary builds its dummy input on CPU or CUDA only
+        model, device = copy.deepcopy(model).cpu(), torch.device("cpu")
+    torchsummary_summary(model, input_size, device=device.type)
