@@ -434,20 +434,28 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint's weights do not fit the model it is loaded into."""
 
 
-def atomic_save(obj, path: str | Path) -> None:
-    """torch.save to a temp file in the same folder, then rename: never a half-written file."""
+def atomic_write(path: str | Path, write, mode: str = "wb") -> None:
+    """Call write(file) on a temp file beside `path`, then rename it over `path`.
+
+    A crash or an exception mid-write leaves the old file untouched and no temp file behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save through a temp file and a rename: never a half-written checkpoint."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def best_path(path: str | Path) -> Path:
@@ -513,17 +521,7 @@ def load_weights(model: nn.Module, state_dict: dict) -> None:
 
 def write_json(path: str | Path, obj) -> None:
     """Write JSON through a temp file and a rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), mode="w")
 
 
 def history_rows(history: dict) -> list[dict]:
@@ -651,3 +649,234 @@ def summary(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -> None
     if device.type not in ("cpu", "cuda"):  # torchsummary builds its dummy input on CPU or CUDA only
         model, device = copy.deepcopy(model).cpu(), torch.device("cpu")
     torchsummary_summary(model, input_size, device=device.type)
+
+
+# =========================================================================== predictions and plots
+
+
+@torch.no_grad()
+def get_all_preds(model: nn.Module, loader, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities (N, C) and true labels (N,) for a whole loader, on the CPU."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    probs, targets = [], []
+    for images, labels in loader:
+        output = model(images.to(device))
+        probs.append((output.exp() if getattr(model, "LOG_PROBS", False) else output.softmax(dim=1)).cpu())
+        targets.append(labels.cpu())
+    return torch.cat(probs), torch.cat(targets)
+
+
+def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """Counts[i, j] = how many samples of true class i were predicted as class j."""
+    return torch.bincount(targets * num_classes + preds, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def unnormalize(images: torch.Tensor, name: str) -> torch.Tensor:
+    """Undo the data set's normalisation and clamp to [0, 1] for display."""
+    info = dataset_info(name)
+    return (images * info["std"] + info["mean"]).clamp(0, 1)
+
+
+def plot_history(history: dict, title: str = "Training history"):
+    """Loss and accuracy per epoch (train, and validation/test where present); returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for split in ("train", "val", "test"):
+        if f"{split}_loss" in history:
+            ax_loss.plot(history["epoch"], history[f"{split}_loss"], marker="o", label=split)
+            ax_acc.plot(history["epoch"], history[f"{split}_accuracy"], marker="o", label=split)
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set(title=f"{metric.capitalize()} per epoch", xlabel="epoch", ylabel=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_images(images: torch.Tensor, labels, name: str, title: str = "Images", ncols: int = 8,
+                preds=None):
+    """A grid of (normalised) images titled with their class names (and predictions if given)."""
+    import matplotlib.pyplot as plt
+
+    classes = dataset_info(name)["classes"]
+    images = unnormalize(images.detach().cpu(), name)
+    nrows = (len(images) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, (2.0 if preds is None else 2.4) * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
+            text = classes[int(labels[i])]
+            if preds is not None:
+                text = f"{text}\npred: {classes[int(preds[i])]}"
+            ax.set_title(text, fontsize=8, color="black" if preds is None or preds[i] == labels[i] else "red")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: torch.Tensor, name: str, nrow: int = 8) -> torch.Tensor:
+    """torchvision's make_grid of un-normalised images: one (3, H, W) tensor for imshow or TensorBoard."""
+    from torchvision.utils import make_grid
+
+    return make_grid(unnormalize(images.detach().cpu(), name), nrow=nrow, padding=2, pad_value=1.0)
+
+
+def plot_probabilities(image: torch.Tensor, probs: torch.Tensor, name: str, label: int | None = None):
+    """One image beside a bar chart of its predicted class probabilities; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    classes = dataset_info(name)["classes"]
+    fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(9, 3.5), gridspec_kw={"width_ratios": [1, 1.6]})
+    ax_img.imshow(unnormalize(image.detach().cpu(), name).squeeze().numpy(), cmap="gray_r", vmin=0, vmax=1)
+    ax_img.set(title="Input" if label is None else f"Input (true: {classes[label]})", xlabel="x (pixels)",
+               ylabel="y (pixels)")
+    ax_bar.barh(range(len(classes)), probs.detach().cpu().numpy(), color="tab:blue")
+    ax_bar.set_yticks(range(len(classes)), classes)
+    ax_bar.invert_yaxis()
+    ax_bar.set(title="Predicted class probabilities", xlabel="probability", ylabel="class", xlim=(0, 1))
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(cm: torch.Tensor, name: str, title: str = "Confusion matrix", normalize: bool = False):
+    """Draw a confusion matrix with scikit-learn's ConfusionMatrixDisplay; returns the figure."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    values = cm.double() / cm.sum(dim=1, keepdim=True) if normalize else cm
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ConfusionMatrixDisplay(values.numpy(), display_labels=dataset_info(name)["classes"]).plot(
+        ax=ax, cmap="Blues", colorbar=False, values_format=".2f" if normalize else "d", xticks_rotation=45
+    )
+    ax.set(title=title, xlabel="predicted class", ylabel="true class")
+    fig.tight_layout()
+    return fig
+
+
+def most_confident_mistakes(probs: torch.Tensor, targets: torch.Tensor, k: int = 16) -> torch.Tensor:
+    """Indices of the k wrong predictions made with the highest confidence."""
+    confidence, preds = probs.max(dim=1)
+    wrong = (preds != targets).nonzero().flatten()
+    return wrong[confidence[wrong].argsort(descending=True)[:k]]
+
+
+def plot_mistakes(dataset: Dataset, probs: torch.Tensor, targets: torch.Tensor, name: str, k: int = 16):
+    """The k most confidently wrong predictions, each titled true / predicted (confidence)."""
+    import matplotlib.pyplot as plt
+
+    classes = dataset_info(name)["classes"]
+    idx = most_confident_mistakes(probs, targets, k)
+    ncols = 8
+    nrows = max(1, (len(idx) + ncols - 1) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, 2.5 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, idx.tolist()):
+        image = unnormalize(dataset[i][0], name)
+        ax.imshow(image.squeeze().numpy(), cmap="gray_r", vmin=0, vmax=1)
+        conf, pred = probs[i].max(dim=0)
+        ax.set_title(f"true {classes[targets[i]]}\npred {classes[pred]} ({conf:.2f})", fontsize=7, color="red")
+    fig.suptitle(f"The {len(idx)} most confident mistakes")
+    fig.tight_layout()
+    return fig
+
+
+# =========================================================================== experiments
+
+
+class RunBuilder:
+    """Turn an ordered dict of settings into every combination of them (named tuples)."""
+
+    @staticmethod
+    def get_runs(params: dict) -> list:
+        """Product of the settings in insertion order, e.g. Run(lr=0.01, batch_size=100)."""
+        from collections import namedtuple
+        from itertools import product
+
+        Run = namedtuple("Run", params.keys())
+        return [Run(*values) for values in product(*params.values())]
+
+
+class RunManager:
+    """Times epochs, tracks loss and correct predictions, logs to TensorBoard, collects a results table.
+
+    Usage, per run: begin_run(run, network, loader) -> for each epoch: begin_epoch(),
+    track(loss, preds, labels) per batch, end_epoch() -> end_run(). Then results() or save(path).
+    """
+
+    def __init__(self, log_dir: str | Path = "runs", name: str | None = None) -> None:
+        self.log_dir = Path(log_dir)
+        self.name = name
+        self.rows: list[dict] = []
+        self.run = None
+        self.run_count = 0
+        self.writer = None
+
+    def begin_run(self, run, network: nn.Module, loader, name: str | None = None) -> None:
+        """Start a run: open a TensorBoard writer and log one batch of images."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run, self.network, self.loader = run, network, loader
+        self.run_count += 1
+        self.epoch_count = 0
+        self.run_start = time.perf_counter()
+        self.writer = SummaryWriter(log_dir=str(self.log_dir / f"run{self.run_count}-{run_label(run)}"))
+        images, _ = next(iter(loader))
+        if name:
+            self.writer.add_image("images", image_grid(images[:32], name))
+
+    def begin_epoch(self) -> None:
+        """Reset the epoch's counters and start its clock."""
+        self.epoch_count += 1
+        self.epoch_start = time.perf_counter()
+        self.epoch_loss, self.epoch_correct, self.epoch_seen = 0.0, 0, 0
+
+    def track(self, loss: torch.Tensor, preds: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add one batch's loss (mean over the batch) and correct predictions."""
+        self.epoch_loss += loss.item() * len(labels)
+        self.epoch_correct += (preds.argmax(dim=1) == labels).sum().item()
+        self.epoch_seen += len(labels)
+
+    def end_epoch(self) -> dict:
+        """Log the epoch to TensorBoard (scalars and weight histograms); return its results row."""
+        loss, accuracy = self.epoch_loss / self.epoch_seen, self.epoch_correct / self.epoch_seen
+        self.writer.add_scalar("loss", loss, self.epoch_count)
+        self.writer.add_scalar("accuracy", accuracy, self.epoch_count)
+        for param_name, param in self.network.named_parameters():
+            self.writer.add_histogram(param_name, param.detach().cpu(), self.epoch_count)
+            if param.grad is not None:
+                self.writer.add_histogram(f"{param_name}.grad", param.grad.detach().cpu(), self.epoch_count)
+        row = {"run": self.run_count, "epoch": self.epoch_count, "loss": loss, "accuracy": accuracy,
+               "epoch_seconds": time.perf_counter() - self.epoch_start,
+               "run_seconds": time.perf_counter() - self.run_start, **self.run._asdict()}
+        self.rows.append(row)
+        return row
+
+    def end_run(self) -> None:
+        """Close the run's TensorBoard writer."""
+        self.writer.flush()
+        self.writer.close()
+
+    def results(self):
+        """All epochs of all runs as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+    def save(self, path: str | Path) -> None:
+        """Write the results table to PATH.csv and PATH.json (atomically)."""
+        table = self.results()
+        atomic_write(Path(path).with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False)), mode="w")
+        atomic_write(Path(path).with_suffix(".json"), lambda f: f.write(table.to_json(orient="records", indent=2)),
+                     mode="w")
+
+
+def run_label(run) -> str:
+    """A short folder-safe label for a run, e.g. 'lr=0.01,batch_size=100'."""
+    return ",".join(f"{k}={v}" for k, v in run._asdict().items())

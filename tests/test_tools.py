@@ -1,0 +1,184 @@
+"""Training tools: checkpoints and resume, NaN guard, plots, confusion matrix, RunBuilder/RunManager."""
+
+import json
+from collections import OrderedDict
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import torch
+
+import model
+import train
+import utils
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_atomic_save_survives_a_crash_mid_save(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    utils.atomic_save({"weights": torch.ones(3)}, path)
+
+    def crash(obj, f):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        utils.atomic_save({"weights": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.equal(utils.load_checkpoint(path)["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temp file left behind
+
+
+def test_loading_into_another_architecture_names_keys_and_shapes(tmp_path):
+    utils.atomic_save({"model": model.S5Net().state_dict()}, tmp_path / "s5.pt")
+    state = utils.load_checkpoint(tmp_path / "s5.pt")["model"]
+    with pytest.raises(utils.CheckpointMismatchError) as info:
+        utils.load_weights(model.FashionNet(), state)
+    message = str(info.value)
+    assert "FashionNet" in message and "missing keys: fc1.bias" not in message
+    assert "unexpected keys: conv3.bias" in message and "missing keys: out.bias, out.weight" in message
+    assert "conv1.weight: checkpoint (32, 1, 3, 3) vs model (6, 1, 5, 5)" in message
+
+
+def test_missing_or_garbage_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        utils.load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="could not be read"):
+        utils.load_checkpoint(tmp_path / "bad.pt")
+
+
+def final_weights(path) -> dict:
+    return utils.load_checkpoint(path)["model"]
+
+
+def test_resume_after_epoch_two_equals_an_uninterrupted_run(data_root, tmp_path):
+    common = ["--model", "compact", "--limit", "600", "--val-size", "100", "--step-size", "2"]
+    assert train.main([*common, "--epochs", "3", "--save", str(tmp_path / "full.pt")]) == 0
+    assert train.main([*common, "--epochs", "2", "--save", str(tmp_path / "part.pt")]) == 0
+    out = tmp_path / "resumed.json"
+    assert train.main([*common, "--epochs", "3", "--resume", str(tmp_path / "part.pt"), "--json", str(out)]) == 0
+    full, resumed = final_weights(tmp_path / "full.pt"), final_weights(tmp_path / "part.pt")
+    assert full.keys() == resumed.keys()
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    history = json.loads(out.read_text())["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert utils.best_path(tmp_path / "part.pt").exists()  # best-by-validation kept beside the last
+    best = utils.load_checkpoint(utils.best_path(tmp_path / "full.pt"))
+    assert best["best_val_loss"] == min(r["val_loss"] for r in history)
+
+
+def test_resume_into_another_model_is_refused(data_root, tmp_path):
+    ck = tmp_path / "ck.pt"
+    assert train.main(["--model", "compact", "--limit", "200", "--epochs", "1", "--save", str(ck)]) == 0
+    assert train.main(["--model", "fashion", "--limit", "200", "--epochs", "2", "--resume", str(ck)]) == 1
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(data_root, tmp_path, capsys):
+    ck = tmp_path / "ck.pt"
+    assert train.main(["--model", "mlp", "--limit", "500", "--epochs", "1", "--save", str(ck)]) == 0
+    before = final_weights(ck)
+    status = train.main(["--model", "mlp", "--limit", "500", "--epochs", "3", "--save", str(ck), "--lr", "1e12"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "Lower the learning rate" in err and str(ck) in err
+    after = final_weights(ck)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+# --------------------------------------------------------------------------- predictions and plots
+
+
+@pytest.fixture(scope="module")
+def predictions(data_root):
+    torch.manual_seed(0)
+    net = model.build("fashion")
+    loaders = utils.get_loaders("fashion_mnist", 100, torch.device("cpu"), limit=1000, test_limit=500)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    utils.train_epoch(net, loaders.train, optimizer, torch.device("cpu"))
+    probs, targets = utils.get_all_preds(net, loaders.test)
+    return net, loaders, probs, targets
+
+
+def test_confusion_matrix_equals_a_manual_count(predictions):
+    net, loaders, probs, targets = predictions
+    preds = probs.argmax(dim=1)
+    cm = utils.confusion_matrix(preds, targets)
+    manual = torch.zeros(10, 10, dtype=torch.long)
+    for t, p in zip(targets.tolist(), preds.tolist()):
+        manual[t, p] += 1
+    assert torch.equal(cm, manual) and cm.sum() == 500
+    assert torch.allclose(probs.sum(dim=1), torch.ones(500))
+    fig = utils.plot_confusion_matrix(cm, "fashion_mnist")
+    ax = fig.axes[0]
+    assert ax.get_title() == "Confusion matrix" and ax.get_xlabel() == "predicted class"
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(utils.FASHION_CLASSES)
+    plt.close(fig)
+
+
+def test_plots_have_titles_labels_and_axes(predictions):
+    net, loaders, probs, targets = predictions
+    history = {"epoch": [1, 2], "train_loss": [1.0, 0.5], "train_accuracy": [0.6, 0.8],
+               "test_loss": [0.9, 0.6], "test_accuracy": [0.65, 0.78]}
+    fig = utils.plot_history(history)
+    assert len(fig.axes) == 2 and all(ax.get_title() and ax.get_xlabel() == "epoch" for ax in fig.axes)
+    images, labels = next(iter(loaders.test))
+    fig2 = utils.show_images(images[:16], labels[:16], "fashion_mnist", title="Some clothes")
+    assert len(fig2.axes) == 16 and fig2._suptitle.get_text() == "Some clothes"
+    fig3 = utils.plot_probabilities(images[0], probs[0], "fashion_mnist", label=int(labels[0]))
+    assert len(fig3.axes) == 2 and fig3.axes[1].get_xlabel() == "probability"
+    fig4 = utils.plot_mistakes(loaders.test.dataset, probs, targets, "fashion_mnist", k=8)
+    assert "most confident mistakes" in fig4._suptitle.get_text()
+    grid = utils.image_grid(images[:16], "fashion_mnist")
+    assert grid.shape[0] == 3 and 0 <= grid.min() and grid.max() <= 1
+    plt.close("all")
+
+
+def test_most_confident_mistakes_are_wrong_and_sorted(predictions):
+    _, _, probs, targets = predictions
+    idx = utils.most_confident_mistakes(probs, targets, k=5)
+    conf = probs[idx].max(dim=1).values
+    assert (probs[idx].argmax(dim=1) != targets[idx]).all()
+    assert torch.all(conf[:-1] >= conf[1:])
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+def test_run_builder_product_size_and_order():
+    runs = utils.RunBuilder.get_runs(OrderedDict(lr=[0.01, 0.001], batch_size=[100, 1000], shuffle=[True]))
+    assert len(runs) == 4
+    assert [(r.lr, r.batch_size) for r in runs] == [(0.01, 100), (0.01, 1000), (0.001, 100), (0.001, 1000)]
+    assert runs[0]._fields == ("lr", "batch_size", "shuffle")
+
+
+def test_run_manager_writes_tensorboard_events_and_one_row_per_epoch(data_root, tmp_path):
+    manager = utils.RunManager(log_dir=tmp_path / "runs")
+    train_set = utils.get_dataset("fashion_mnist", train=True, limit=300)
+    runs = utils.RunBuilder.get_runs(OrderedDict(lr=[0.01, 0.001], batch_size=[100]))
+    for run in runs:
+        torch.manual_seed(0)
+        net = model.build("fashion")
+        loader = torch.utils.data.DataLoader(train_set, batch_size=run.batch_size)
+        optimizer = torch.optim.Adam(net.parameters(), lr=run.lr)
+        manager.begin_run(run, net, loader, name="fashion_mnist")
+        for _ in range(2):
+            manager.begin_epoch()
+            for images, labels in loader:
+                preds = net(images)
+                loss = torch.nn.functional.cross_entropy(preds, labels)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                manager.track(loss, preds, labels)
+            manager.end_epoch()
+        manager.end_run()
+    manager.save(tmp_path / "results")
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert len(table) == 4 and list(table["epoch"]) == [1, 2, 1, 2] and list(table["lr"]) == [0.01, 0.01, 0.001, 0.001]
+    assert len(json.loads((tmp_path / "results.json").read_text())) == 4
+    event_files = list((tmp_path / "runs").rglob("events.out.tfevents.*"))
+    assert len(event_files) == 2 and all(f.stat().st_size > 0 for f in event_files)
