@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-size", type=int, default=0,
                    help="hold out N training samples for validation and best-model selection")
     p.add_argument("--no-augment", action="store_true", help="turn off training augmentation")
+    p.add_argument("--loader", choices=["fast", "torchvision"], default="fast",
+                   help="fast: whole data set as one tensor on the device (default); "
+                        "torchvision: Dataset + DataLoader")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: by device)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     p.add_argument("--json", metavar="PATH", help="write the results and per-epoch history here")
@@ -100,6 +103,7 @@ def run(args: argparse.Namespace) -> dict:
     loaders = utils.get_loaders(
         args.dataset, args.batch_size, device, limit=args.limit, test_limit=utils.data_limit(smoke=2000),
         val_size=args.val_size, augment=not args.no_augment, seed=args.seed, num_workers=args.num_workers,
+        loader=args.loader,
     )
     net = models.build(args.model).to(device)
     optimizer = make_optimizer(args, net)

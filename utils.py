@@ -254,14 +254,20 @@ def get_loaders(
     augment: bool = True,
     seed: int = 0,
     num_workers: int | None = None,
+    loader: str = "torchvision",
 ) -> Loaders:
     """Train, validation and test DataLoaders for a data set name.
 
     `limit` keeps the first N training samples; `val_size` then holds out that many of them
     (seeded, without augmentation) for model selection, so the test set stays untouched.
-    The training loader shuffles with its own seeded generator.
+    The training loader shuffles with its own seeded generator. `loader="fast"` returns
+    TensorLoaders (whole set on the device, batch augmentation) instead of DataLoaders.
     """
+    if loader not in ("torchvision", "fast"):
+        raise ValueError(f"unknown loader {loader!r}; expected torchvision or fast")
     device = device or get_device()
+    if loader == "fast":
+        return fast_loaders(name, batch_size, device, limit, test_limit, val_size, augment, seed)
     kwargs = loader_kwargs(device, num_workers)
     train_set = get_dataset(name, True, train_transform(name, augment), limit)
     val_loader = None
@@ -277,6 +283,110 @@ def get_loaders(
     )
     test_loader = DataLoader(test_set, batch_size=max(batch_size, 1000), **kwargs)
     return Loaders(train_loader, val_loader, test_loader)
+
+
+# =========================================================================== fast loader
+
+
+def base_and_indices(ds: Dataset) -> tuple[Dataset, torch.Tensor]:
+    """The torchvision data set under (nested) Subsets, and the indices they select."""
+    indices = torch.arange(len(ds))
+    while isinstance(ds, Subset):
+        indices = torch.as_tensor(list(ds.indices))[indices]
+        ds = ds.dataset
+    return ds, indices
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0,
+                  crop: float = 22 / 28, crop_p: float = 0.1) -> torch.Tensor:
+    """The S5 seed's augmentation for a whole batch of [0, 1] images, on their device.
+
+    Per image: with probability `crop_p` a centre crop of `crop` of the side resized back to full
+    size (a zoom), then a random rotation in [-degrees, degrees]; both as one affine warp
+    (`affine_grid` + `grid_sample`) with black (0) fill, like torchvision's fill=0.
+    """
+    n, device = len(x), x.device
+    angle = (torch.rand(n, generator=generator, device=device) * 2 - 1) * torch.pi * degrees / 180
+    zoom = torch.rand(n, generator=generator, device=device) < crop_p
+    scale = torch.where(zoom, torch.full_like(angle, crop), torch.ones_like(angle))
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
+                         torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class TensorLoader:
+    """A whole data set held as one uint8 tensor on the device, served as normalised float batches.
+
+    A drop-in for a DataLoader of (images, labels): iterate it, take `len()` (in batches), read
+    `.dataset`. Each epoch is reshuffled with a seeded generator that lives on the device, so
+    no per-sample Python, PIL or host-to-device copy runs during training. `rank`/`world_size`
+    shard every epoch's order across processes, like DistributedSampler (call `set_epoch`).
+    """
+
+    def __init__(self, dataset: Dataset, name: str, device: torch.device, batch_size: int = 128,
+                 shuffle: bool = False, drop_last: bool = False, augment: bool = False, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        base, indices = base_and_indices(dataset)
+        info = dataset_info(name)
+        self.dataset, self.name, self.device = dataset, name, torch.device(device)
+        self.images = base.data[indices].unsqueeze(1).to(self.device)  # uint8, (N, 1, 28, 28)
+        self.labels = torch.as_tensor(base.targets)[indices].to(self.device)
+        self.mean, self.std = info["mean"], info["std"]
+        self.batch_size, self.shuffle, self.drop_last, self.augment = batch_size, shuffle, drop_last, augment
+        self.rank, self.world_size, self.epoch, self.seed = rank, world_size, 0, seed
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the shuffle so every process draws the same order for this epoch."""
+        self.epoch = epoch
+        self.generator.manual_seed(self.seed * 10_000 + epoch)
+
+    def order(self) -> torch.Tensor:
+        """This process's sample indices for the epoch (padded by wrapping to split evenly)."""
+        n = len(self.labels)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator, device=self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        if self.world_size > 1:
+            per_rank = -(-n // self.world_size)
+            order = torch.cat([order, order[: per_rank * self.world_size - n]])[self.rank :: self.world_size]
+        return order
+
+    def samples_per_epoch(self) -> int:
+        """How many samples this process sees per epoch."""
+        n = -(-len(self.labels) // self.world_size)
+        return n - n % self.batch_size if self.drop_last else n
+
+    def __len__(self) -> int:
+        n = -(-len(self.labels) // self.world_size)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        order = self.order()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            x = torch.index_select(self.images, 0, idx).float().div_(255)  # index_select: fastest gather
+            if self.augment:
+                x = augment_batch(x, self.generator)
+            yield x.sub_(self.mean).div_(self.std), torch.index_select(self.labels, 0, idx)
+
+
+def fast_loaders(name: str, batch_size: int, device: torch.device, limit: int | None = None,
+                 test_limit: int | None = None, val_size: int = 0, augment: bool = True, seed: int = 0) -> Loaders:
+    """Like get_loaders, but with TensorLoaders (whole data set on the device)."""
+    train_set = get_dataset(name, True, test_transform(name), limit)
+    val_loader = None
+    if val_size:
+        train_idx, val_idx = split_indices(len(train_set), val_size, seed)
+        val_loader = TensorLoader(Subset(train_set, val_idx), name, device, max(batch_size, 1000))
+        train_set = Subset(train_set, train_idx)
+    augment = augment and name == "mnist"  # same policy as train_transform
+    train_loader = TensorLoader(train_set, name, device, batch_size, shuffle=True, augment=augment, seed=seed)
+    test_set = get_dataset(name, False, test_transform(name), test_limit)
+    return Loaders(train_loader, val_loader, TensorLoader(test_set, name, device, max(batch_size, 1000)))
 
 
 def pixel_stats(ds: Dataset) -> tuple[float, float]:
@@ -311,7 +421,7 @@ def train_epoch(
     model.train()
     criterion = loss_fn(model)
     total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(loader, desc=desc, leave=False, mininterval=0.5)
+    bar = tqdm(loader, desc=desc, mininterval=0.5)
     for images, labels in bar:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)

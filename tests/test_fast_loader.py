@@ -1,0 +1,108 @@
+"""The tensor-resident fast loader: coverage, shuffling, equality with torchvision, augmentation."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import utils
+
+CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fast(limit=1000, **kwargs) -> utils.TensorLoader:
+    ds = utils.get_dataset("mnist", True, limit=limit)
+    return utils.TensorLoader(ds, "mnist", CPU, **{"batch_size": 64, **kwargs})
+
+
+def epoch_labels_and_images(loader) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def test_every_sample_once_per_epoch_new_order_each_epoch(data_root):
+    loader = fast(shuffle=True, seed=5)
+    assert len(loader) == 16  # ceil(1000 / 64)
+    orders = []
+    for epoch in (1, 2):
+        loader.set_epoch(epoch)
+        order = loader.order()
+        assert sorted(order.tolist()) == list(range(1000))
+        orders.append(order)
+        x, y = epoch_labels_and_images(loader)
+        assert len(y) == 1000
+    assert not torch.equal(orders[0], orders[1])
+
+
+def test_shuffle_is_reproducible_for_a_seed(data_root):
+    a, b, c = fast(shuffle=True, seed=5), fast(shuffle=True, seed=5), fast(shuffle=True, seed=6)
+    for loader in (a, b, c):
+        loader.set_epoch(3)
+    assert torch.equal(a.order(), b.order()) and not torch.equal(a.order(), c.order())
+
+
+def test_drop_last_and_len(data_root):
+    loader = fast(shuffle=True, drop_last=True)
+    assert len(loader) == 15 and all(len(y) == 64 for _, y in loader)
+
+
+def test_batches_equal_the_torchvision_pipeline(data_root):
+    ds = utils.get_dataset("mnist", True, limit=300)
+    tensor_batches = list(utils.TensorLoader(ds, "mnist", CPU, batch_size=100))
+    torch_batches = list(torch.utils.data.DataLoader(ds, batch_size=100))
+    for (xa, ya), (xb, yb) in zip(tensor_batches, torch_batches):
+        assert torch.equal(ya, yb)
+        assert torch.allclose(xa, xb, atol=1e-5)
+
+
+def test_sharding_splits_an_epoch_between_ranks(data_root):
+    ranks = [fast(limit=1000, shuffle=True, seed=2, rank=r, world_size=2) for r in (0, 1)]
+    for loader in ranks:
+        loader.set_epoch(1)
+    seen = torch.cat([loader.order() for loader in ranks])
+    assert sorted(seen.tolist()) == list(range(1000)) and len(ranks[0]) == 8
+
+
+def test_augmentation_keeps_shapes_labels_and_changes_pixels(data_root):
+    plain, augmented = fast(limit=256, augment=False), fast(limit=256, augment=True)
+    x0, y0 = next(iter(plain))
+    x1, y1 = next(iter(augmented))
+    assert x1.shape == x0.shape and x1.dtype == torch.float32 and torch.equal(y0, y1)
+    assert not torch.allclose(x0, x1)
+    # Labels stay aligned: each augmented image is nearer its own original than a typical other image.
+    dist = torch.cdist(x1.flatten(1), x0.flatten(1))
+    own = dist.diagonal()
+    typical_other = dist.masked_fill(torch.eye(len(x0), dtype=torch.bool), float("nan")).nanmedian(dim=1).values
+    assert (own < typical_other).float().mean() > 0.95
+
+
+def test_augment_batch_zero_angle_no_zoom_is_identity():
+    x = torch.rand(4, 1, 28, 28)
+    g = torch.Generator().manual_seed(0)
+    out = utils.augment_batch(x, g, degrees=0.0, crop_p=0.0)
+    assert torch.allclose(out, x, atol=1e-5)
+
+
+def test_test_loader_is_deterministic(data_root):
+    loaders = utils.get_loaders("mnist", 100, CPU, limit=500, test_limit=300, loader="fast")
+    a = torch.cat([x for x, _ in loaders.test])
+    b = torch.cat([x for x, _ in loaders.test])
+    assert torch.equal(a, b) and len(loaders.test.dataset) == 300
+
+
+def test_training_with_the_fast_loader_matches_the_dataloader_band(data_root, tmp_path):
+    accuracies = {}
+    for loader in ("fast", "torchvision"):
+        out = tmp_path / f"{loader}.json"
+        proc = subprocess.run(
+            [sys.executable, "train.py", "--model", "fashion", "--dataset", "fashion_mnist", "--epochs", "2",
+             "--limit", "3000", "--loader", loader, "--json", str(out)],
+            cwd=ROOT, capture_output=True, text=True, timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr
+        accuracies[loader] = json.loads(out.read_text())["test_accuracy"]
+    assert accuracies["fast"] > 0.6 and accuracies["torchvision"] > 0.6
+    assert abs(accuracies["fast"] - accuracies["torchvision"]) < 0.06, accuracies
