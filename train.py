@@ -4,16 +4,20 @@
     python train.py --model fashion --dataset fashion_mnist --optimizer adam --lr 0.001
     python train.py --epochs 2 --save ck.pt          # then: --resume ck.pt --epochs 3
     python train.py --help
+    torchrun --standalone --nproc_per_node=2 train.py --model fashion --dataset fashion_mnist
 
 Data comes from $DATA_DIR (default: data/ beside this file). With COURSE_SMOKE=1 the default
 epochs and data sizes shrink so the whole run takes seconds (tests use this).
 """
 
 import argparse
+import os
 import sys
 import time
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 import model as models
 import utils
@@ -96,22 +100,56 @@ def resume(path: str, args, net, optimizer, scheduler, device) -> dict:
     return state["history"]
 
 
+def start_distributed(args: argparse.Namespace) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the process group when started by torchrun with N > 1."""
+    device = utils.get_device(args.device)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, device
+    if device.type == "mps":
+        raise ValueError("DistributedDataParallel does not support Apple MPS; run with --device cpu")
+    if device.type == "cuda":  # one GPU per process, NCCL between them
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size, device
+
+
+def gather(value) -> list:
+    """The value from every process, in rank order ([value] outside distributed runs)."""
+    if not utils.distributed():
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def log(message: str) -> None:
+    """Print from rank 0 only."""
+    if utils.is_main_process():
+        print(message, flush=True)
+
+
 def run(args: argparse.Namespace) -> dict:
     """Train and evaluate as the options say; return the results written to --json."""
-    device = utils.get_device(args.device)
-    utils.set_seed(args.seed)
+    rank, world_size, device = start_distributed(args)
+    utils.set_seed(args.seed)  # same seed on every rank: identical initial weights
     loaders = utils.get_loaders(
         args.dataset, args.batch_size, device, limit=args.limit, test_limit=utils.data_limit(smoke=2000),
         val_size=args.val_size, augment=not args.no_augment, seed=args.seed, num_workers=args.num_workers,
-        loader=args.loader,
+        loader=args.loader, rank=rank, world_size=world_size,
     )
     net = models.build(args.model).to(device)
+    if world_size > 1:
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(args, net)
     scheduler = make_scheduler(args, optimizer, len(loaders.train))
     history = resume(args.resume, args, net, optimizer, scheduler, device) if args.resume else None
     params = models.count_parameters(net)
-    print(f"{args.model} ({params:,} parameters) on {args.dataset}, device {device}, "
-          f"{len(loaders.train.dataset):,} training samples, {args.epochs} epochs")
+    test_total = int(utils.all_reduce_sums([len(loaders.test.dataset)], device)[0])
+    log(f"{args.model} ({params:,} parameters) on {args.dataset}, device {device}"
+        f"{f' x {world_size} processes' if world_size > 1 else ''}, "
+        f"{len(utils.base_and_indices(loaders.train.dataset)[1]):,} training samples, {args.epochs} epochs")
 
     tic = time.perf_counter()
     history = utils.fit(
@@ -120,15 +158,18 @@ def run(args: argparse.Namespace) -> dict:
         checkpoint=args.save or args.resume, extra={"args": vars(args)},
     )
     test_loss, test_acc = utils.evaluate(net, loaders.test, device)
-    total = len(loaders.test.dataset)
-    correct = round(test_acc * total)
-    print(f"test accuracy {100 * test_acc:.2f}% ({correct}/{total})")
+    correct = round(test_acc * test_total)
+    log(f"test accuracy {100 * test_acc:.2f}% ({correct}/{test_total})")
+    checksums = gather(sum(p.detach().double().sum().item() for p in utils.unwrap(net).parameters()))
     return {
         "model": args.model, "dataset": args.dataset, "device": str(device), "params": params,
-        "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-        "train_samples": len(loaders.train.dataset), "test_accuracy": test_acc, "test_loss": test_loss,
-        "test_correct": correct, "test_total": total, "wall_seconds": time.perf_counter() - tic,
-        "torch": torch.__version__, "smoke": utils.smoke_mode(),
+        "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "world_size": world_size,
+        "effective_batch_size": args.batch_size * world_size,
+        "train_samples": len(utils.base_and_indices(loaders.train.dataset)[1]),
+        "train_samples_per_rank": gather(utils.samples_per_epoch(loaders.train)),
+        "weight_checksums": checksums, "weights_in_sync": len(set(checksums)) == 1,
+        "test_accuracy": test_acc, "test_loss": test_loss, "test_correct": correct, "test_total": test_total,
+        "wall_seconds": time.perf_counter() - tic, "torch": torch.__version__, "smoke": utils.smoke_mode(),
         "history": utils.history_rows(history), "args": vars(args),
     }
 
@@ -138,15 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         results = run(args)
+        if args.json and utils.is_main_process():
+            utils.write_json(args.json, results)
+            print(f"results written to {args.json}")
     except (utils.DataNotFoundError, utils.CorruptDataError, utils.NonFiniteLossError,
             utils.CheckpointMismatchError, FileNotFoundError, ValueError) as err:
         if isinstance(err, utils.NonFiniteLossError) and (args.save or args.resume):
             err = f"{err}\nThe last good checkpoint is still in {args.save or args.resume}."
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if args.json:
-        utils.write_json(args.json, results)
-        print(f"results written to {args.json}")
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     return 0
 
 

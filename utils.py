@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets, transforms
 from tqdm.auto import tqdm
 
@@ -255,6 +255,8 @@ def get_loaders(
     seed: int = 0,
     num_workers: int | None = None,
     loader: str = "torchvision",
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Loaders:
     """Train, validation and test DataLoaders for a data set name.
 
@@ -267,7 +269,7 @@ def get_loaders(
         raise ValueError(f"unknown loader {loader!r}; expected torchvision or fast")
     device = device or get_device()
     if loader == "fast":
-        return fast_loaders(name, batch_size, device, limit, test_limit, val_size, augment, seed)
+        return fast_loaders(name, batch_size, device, limit, test_limit, val_size, augment, seed, rank, world_size)
     kwargs = loader_kwargs(device, num_workers)
     train_set = get_dataset(name, True, train_transform(name, augment), limit)
     val_loader = None
@@ -275,13 +277,17 @@ def get_loaders(
         train_idx, val_idx = split_indices(len(train_set), val_size, seed)
         val_set = Subset(get_dataset(name, True, test_transform(name), limit), val_idx)
         train_set = Subset(train_set, train_idx)
-        val_loader = DataLoader(val_set, batch_size=max(batch_size, 1000), **kwargs)
+        val_loader = DataLoader(shard(val_set, rank, world_size), batch_size=max(batch_size, 1000), **kwargs)
     test_set = get_dataset(name, False, test_transform(name), test_limit)
-    train_loader = DataLoader(
-        train_set, batch_size=batch_size, shuffle=True,
-        generator=torch.Generator().manual_seed(seed), **kwargs,
-    )
-    test_loader = DataLoader(test_set, batch_size=max(batch_size, 1000), **kwargs)
+    if world_size > 1:  # each process trains on its own part of every epoch
+        sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        train_loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, **kwargs)
+    else:
+        train_loader = DataLoader(
+            train_set, batch_size=batch_size, shuffle=True,
+            generator=torch.Generator().manual_seed(seed), **kwargs,
+        )
+    test_loader = DataLoader(shard(test_set, rank, world_size), batch_size=max(batch_size, 1000), **kwargs)
     return Loaders(train_loader, val_loader, test_loader)
 
 
@@ -375,18 +381,33 @@ class TensorLoader:
 
 
 def fast_loaders(name: str, batch_size: int, device: torch.device, limit: int | None = None,
-                 test_limit: int | None = None, val_size: int = 0, augment: bool = True, seed: int = 0) -> Loaders:
+                 test_limit: int | None = None, val_size: int = 0, augment: bool = True, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> Loaders:
     """Like get_loaders, but with TensorLoaders (whole data set on the device)."""
     train_set = get_dataset(name, True, test_transform(name), limit)
     val_loader = None
     if val_size:
         train_idx, val_idx = split_indices(len(train_set), val_size, seed)
-        val_loader = TensorLoader(Subset(train_set, val_idx), name, device, max(batch_size, 1000))
+        val_set = shard(Subset(train_set, val_idx), rank, world_size)
+        val_loader = TensorLoader(val_set, name, device, max(batch_size, 1000))
         train_set = Subset(train_set, train_idx)
     augment = augment and name == "mnist"  # same policy as train_transform
-    train_loader = TensorLoader(train_set, name, device, batch_size, shuffle=True, augment=augment, seed=seed)
-    test_set = get_dataset(name, False, test_transform(name), test_limit)
+    train_loader = TensorLoader(train_set, name, device, batch_size, shuffle=True, augment=augment, seed=seed,
+                                rank=rank, world_size=world_size)
+    test_set = shard(get_dataset(name, False, test_transform(name), test_limit), rank, world_size)
     return Loaders(train_loader, val_loader, TensorLoader(test_set, name, device, max(batch_size, 1000)))
+
+
+def shard(ds: Dataset, rank: int, world_size: int) -> Dataset:
+    """Every world_size-th sample starting at rank: disjoint evaluation shards that cover the set."""
+    return ds if world_size == 1 else Subset(ds, range(rank, len(ds), world_size))
+
+
+def samples_per_epoch(loader) -> int:
+    """How many training samples this process sees per epoch (its shard under DDP)."""
+    if isinstance(loader, TensorLoader):
+        return loader.samples_per_epoch()
+    return len(loader.sampler)
 
 
 def pixel_stats(ds: Dataset) -> tuple[float, float]:
@@ -399,6 +420,34 @@ def pixel_stats(ds: Dataset) -> tuple[float, float]:
         count += images.numel()
     mean = total / count
     return mean, (total_sq / count - mean**2) ** 0.5
+
+
+# =========================================================================== distributed
+
+
+def distributed() -> bool:
+    """True inside a torch.distributed process group with more than one process."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def is_main_process() -> bool:
+    """Rank 0, or the only process: the one that prints and writes files."""
+    import torch.distributed as dist
+
+    return not distributed() or dist.get_rank() == 0
+
+
+def all_reduce_sums(values: list[float], device: torch.device) -> list[float]:
+    """Sum each value over all processes (a no-op outside distributed runs)."""
+    if not distributed():
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
 
 
 # =========================================================================== training
@@ -421,13 +470,16 @@ def train_epoch(
     model.train()
     criterion = loss_fn(model)
     total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(loader, desc=desc, mininterval=0.5)
+    bar = tqdm(loader, desc=desc, mininterval=0.5, disable=not is_main_process())
     for images, labels in bar:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         output = model(images)
         loss = criterion(output, labels)
-        if not torch.isfinite(loss):
+        finite = torch.isfinite(loss).all().item()
+        if distributed():  # every process must stop together, or the others wait forever
+            finite = all_reduce_sums([float(not finite)], device)[0] == 0
+        if not finite:
             raise NonFiniteLossError(
                 f"loss became {loss.item()} after {seen} samples: training diverged. "
                 "Lower the learning rate (or check the data normalisation)."
@@ -440,12 +492,18 @@ def train_epoch(
         correct += (output.argmax(dim=1) == labels).sum().item()
         seen += len(labels)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
+    total_loss, correct, seen = all_reduce_sums([total_loss, correct, seen], device)
     return total_loss / seen, correct / seen
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device) -> tuple[float, float]:
-    """Mean loss and accuracy of `model` on `loader`, without gradients."""
+    """Mean loss and accuracy of `model` on `loader`, without gradients.
+
+    In a distributed run each process passes its shard of the data; the sums are added up over
+    all processes, so every rank returns the figures for the whole set.
+    """
+    model = unwrap(model)  # no DDP collectives here: ranks may hold different numbers of batches
     model.eval()
     criterion = loss_fn(model)
     total_loss, correct, seen = 0.0, 0, 0
@@ -455,6 +513,7 @@ def evaluate(model: nn.Module, loader, device: torch.device) -> tuple[float, flo
         total_loss += criterion(output, labels, reduction="sum").item()
         correct += (output.argmax(dim=1) == labels).sum().item()
         seen += len(labels)
+    total_loss, correct, seen = all_reduce_sums([total_loss, correct, seen], device)
     return total_loss / seen, correct / seen
 
 
@@ -468,8 +527,9 @@ def seed_epoch(seed: int, epoch: int, loader) -> None:
     generator = getattr(loader, "generator", None)
     if isinstance(generator, torch.Generator):
         generator.manual_seed(seed * 10_000 + epoch)
-    if hasattr(loader, "set_epoch"):
-        loader.set_epoch(epoch)
+    for target in (loader, getattr(loader, "sampler", None)):
+        if hasattr(target, "set_epoch"):  # TensorLoader or DistributedSampler: same order on every rank
+            target.set_epoch(epoch)
 
 
 def steps_per_batch(scheduler) -> bool:
@@ -508,9 +568,9 @@ def fit(
         row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, device)
         row["seconds"] = time.perf_counter() - tic
         record_epoch(history, row)
-        if verbose:
+        if verbose and is_main_process():
             print(format_epoch(history))
-        if checkpoint is not None:
+        if checkpoint is not None and is_main_process():
             save_training_state(checkpoint, model, optimizer, scheduler, history, extra)
     return history
 
