@@ -13,7 +13,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
 # --------------------------------------------------------------------------- input checks
 
 def check_input(x: torch.Tensor, channels: int = 1, size: tuple[int, ...] = (28, 28)) -> None:

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 import model as models
 import utils
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; unknown model or dataset names list the valid choices."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

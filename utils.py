@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets, transforms
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: they render the same live, in stored notebooks and in logs
 
 # =========================================================================== device
 
@@ -45,7 +45,7 @@ def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
 
     pin_memory only helps host->GPU copies, so it is on for CUDA only. On a CPU-only machine the
     worker processes compete with the training threads for the same cores: measured on a 2-core
-    machine, one MNIST epoch took longer with 2 workers than with 0 (see README, Performance), so
+    machine, a Fashion-MNIST epoch took longer with 2 workers than with 0 (README, Performance), so
     the default is 0 workers on CPU and up to 4 on an accelerator, where the CPU is otherwise idle.
     """
     if num_workers is None:
@@ -876,7 +876,8 @@ def show_images(images: torch.Tensor, labels, name: str, title: str = "Images", 
     classes = dataset_info(name)["classes"]
     images = unnormalize(images.detach().cpu(), name)
     nrows = (len(images) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, (2.0 if preds is None else 2.4) * nrows), squeeze=False)
+    row_height = 2.0 if preds is None else 2.4
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, row_height * nrows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):

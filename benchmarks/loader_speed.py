@@ -12,7 +12,6 @@ Prints a table of median epoch seconds and writes the figures as JSON with --jso
 """
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -105,8 +104,9 @@ def main() -> None:
     }
     print(f"\n{args.model} on {args.dataset}, batch {args.batch_size}, device {device}, "
           f"median of {args.repeats} epochs")
-    for label, key in (("DataLoader, 0 workers", "dataloader_epoch_s"), ("DataLoader, 2 workers", "dataloader_w2_epoch_s"),
-                       ("fast loader", "fast_epoch_s"), ("compute only", "compute_epoch_s")):
+    labels = (("DataLoader, 0 workers", "dataloader_epoch_s"), ("DataLoader, 2 workers", "dataloader_w2_epoch_s"),
+              ("fast loader", "fast_epoch_s"), ("compute only", "compute_epoch_s"))
+    for label, key in labels:
         print(f"  {label:<22} {result[key]:7.2f} s")
     print(f"  speedup (DataLoader w0 / fast) {result['speedup']:.2f}x, overhead (fast / compute - 1) "
           f"{100 * result['overhead']:.1f}%")

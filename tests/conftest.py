@@ -1,6 +1,5 @@
-"""Shared test setup: smoke mode, a headless plot backend, and the data root check."""
+"""Shared test fixtures: the real data root, and the repository on sys.path."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -8,13 +7,6 @@ import matplotlib
 import pytest
 
 matplotlib.use("Agg")
-os.environ.setdefault("COURSE_SMOKE", "1")  # notebooks run by nbval inherit this
-os.environ.setdefault("MPLBACKEND", "Agg")
-# Tests never reach the internet: any download goes to a closed loopback port and fails at
-# once (the download tests serve their own mirrors on 127.0.0.1, which bypasses the proxy).
-for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-    os.environ[var] = "http://127.0.0.1:9"
-os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

@@ -12,7 +12,6 @@ import model
 import train
 import utils
 
-
 # --------------------------------------------------------------------------- checkpoints
 
 
