@@ -14,7 +14,6 @@ Prints a table of median epoch seconds and writes the figures as JSON with --jso
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -40,14 +39,6 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so the clock measures it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def make_loader(method: str, args, device: torch.device):
     """The training batches for one method (no augmentation: we time the pipeline, not the policy)."""
     if method.startswith("dataloader"):
@@ -65,19 +56,7 @@ def time_epoch(method: str, args, device: torch.device) -> float:
     """Seconds for one training epoch of a fresh model (same seed for every method)."""
     loader = make_loader(method, args, device)
     utils.set_seed(0)
-    net = models.build(args.model).to(device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    criterion = utils.loss_fn(net)
-    net.train()
-    synchronize(device)
-    start = time.perf_counter()
-    for images, labels in loader:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        criterion(net(images), labels).backward()
-        optimizer.step()
-    synchronize(device)
-    return time.perf_counter() - start
+    return utils.time_training_epoch(models.build(args.model), loader, device)
 
 
 def main() -> None:
