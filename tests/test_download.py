@@ -2,6 +2,7 @@
 
 import functools
 import http.server
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -11,7 +12,8 @@ from torchvision import datasets
 
 import utils
 
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "mirror" / "FashionMNIST"
+# The original compressed files: $COURSE_MIRROR_DIR, or mirror/FashionMNIST beside the data root.
+MIRROR = Path(os.environ.get("COURSE_MIRROR_DIR") or utils.data_root().parent / "mirror" / "FashionMNIST")
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def serve():
 @pytest.fixture
 def mirror() -> Path:
     if not MIRROR.is_dir():
-        pytest.fail(f"{MIRROR} is missing: the download tests need shared/mirror beside the repo")
+        pytest.fail(f"{MIRROR} is missing: set COURSE_MIRROR_DIR to a folder with the four FashionMNIST .gz files")
     return MIRROR
 
 
