@@ -1,6 +1,6 @@
 """Train a course model on MNIST or Fashion-MNIST from the command line.
 
-    python train.py                                  # S5 net on MNIST, default settings
+    python train.py                                  # compact net on MNIST, its recipe (model.RECIPES)
     python train.py --model fashion --dataset fashion_mnist --optimizer adam --lr 0.001
     python train.py --epochs 2 --save ck.pt          # then: --resume ck.pt --epochs 3
     python train.py --help
@@ -97,7 +97,7 @@ def resume(path: str, args, net, optimizer, scheduler, device) -> dict:
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
-    print(f"resumed from {path} after epoch {state['epoch']}")
+    log(f"resumed from {path} after epoch {state['epoch']}")
     return state["history"]
 
 
