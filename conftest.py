@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("COURSE_SMOKE", "1")  # notebook kernels started by nbval inherit this
+if os.environ.get("DATA_DIR"):  # kernels run in notebooks/: a path relative to here must stay valid
+    os.environ["DATA_DIR"] = os.path.abspath(os.path.expanduser(os.environ["DATA_DIR"]))
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Tests never reach the internet: any download goes to a closed loopback port and fails at
 # once (the download tests serve their own mirrors on 127.0.0.1, which bypasses the proxy).

@@ -121,9 +121,20 @@ class CorruptDataError(RuntimeError):
 
 
 def data_root() -> Path:
-    """The torchvision data root: $DATA_DIR, or `data/` beside this file."""
+    """The torchvision data root: $DATA_DIR, or `data/` beside this file.
+
+    A relative DATA_DIR is taken from the current folder; if nothing is there, from the course
+    folder, so `DATA_DIR=../shared/data` set in the repo root also works in a notebook kernel,
+    which runs in notebooks/.
+    """
+    here = Path(__file__).resolve().parent
     env = os.environ.get("DATA_DIR", "").strip()
-    return Path(env).expanduser() if env else Path(__file__).resolve().parent / "data"
+    if not env:
+        return here / "data"
+    path = Path(env).expanduser()
+    if not path.is_absolute() and not path.exists() and (here / path).exists():
+        return (here / path).resolve()
+    return path
 
 
 def dataset_info(name: str) -> dict:

@@ -1,6 +1,7 @@
 """Data layer on the real MNIST / Fashion-MNIST files: loaders, transforms, errors."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,5 +92,9 @@ def test_garbage_file_gives_an_error_naming_it(data_root, tmp_path):
 def test_data_root_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     assert utils.data_root() == tmp_path
+    course = Path(utils.__file__).resolve().parent
+    monkeypatch.chdir(course / "notebooks")  # where a notebook kernel runs
+    monkeypatch.setenv("DATA_DIR", "tests")  # relative to the course folder, not to notebooks/
+    assert utils.data_root() == course / "tests"
     monkeypatch.delenv("DATA_DIR")
     assert utils.data_root().name == "data" and utils.data_root().parent.name != "shared"
