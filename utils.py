@@ -374,12 +374,11 @@ class TensorLoader:
 
     def samples_per_epoch(self) -> int:
         """How many samples this process sees per epoch."""
-        n = -(-len(self.labels) // self.world_size)
+        n = -(-len(self.labels) // self.world_size)  # ceil: shards are padded to equal size
         return n - n % self.batch_size if self.drop_last else n
 
     def __len__(self) -> int:
-        n = -(-len(self.labels) // self.world_size)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return -(-self.samples_per_epoch() // self.batch_size)
 
     def __iter__(self):
         order = self.order()
@@ -535,12 +534,13 @@ def seed_epoch(seed: int, epoch: int, loader) -> None:
     checkpoint after epoch k continues exactly like the uninterrupted run would have.
     """
     torch.manual_seed(seed * 10_000 + epoch)
-    generator = getattr(loader, "generator", None)
-    if isinstance(generator, torch.Generator):
-        generator.manual_seed(seed * 10_000 + epoch)
     for target in (loader, getattr(loader, "sampler", None)):
         if hasattr(target, "set_epoch"):  # TensorLoader or DistributedSampler: same order on every rank
             target.set_epoch(epoch)
+            return
+    generator = getattr(loader, "generator", None)  # a plain shuffling DataLoader
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(seed * 10_000 + epoch)
 
 
 def steps_per_batch(scheduler) -> bool:
@@ -1017,9 +1017,8 @@ class RunManager:
     track(loss, preds, labels) per batch, end_epoch() -> end_run(). Then results() or save(path).
     """
 
-    def __init__(self, log_dir: str | Path = "runs", name: str | None = None) -> None:
+    def __init__(self, log_dir: str | Path = "runs") -> None:
         self.log_dir = Path(log_dir)
-        self.name = name
         self.rows: list[dict] = []
         self.run = None
         self.run_count = 0
