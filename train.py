@@ -1,8 +1,10 @@
 """Train a course model on MNIST or Fashion-MNIST from the command line.
 
     python train.py                                  # compact net on MNIST, its recipe (model.RECIPES)
+    python train.py --model fashion_best             # its recipe includes --dataset fashion_mnist
     python train.py --model fashion --dataset fashion_mnist --optimizer adam --lr 0.001
-    python train.py --epochs 2 --save ck.pt          # then: --resume ck.pt --epochs 3
+    python train.py --save ck.pt                     # interrupted? python train.py --resume ck.pt
+    python train.py --scheduler step --epochs 2 --save ck.pt   # then: ... --resume ck.pt --epochs 3
     python train.py --help
     torchrun --standalone --nproc_per_node=2 train.py --model fashion --dataset fashion_mnist
 
@@ -22,28 +24,34 @@ from torch.nn.parallel import DistributedDataParallel
 import model as models
 import utils
 
+# Settings a recipe (model.RECIPES) may leave out.
+FALLBACKS = {"dataset": "mnist", "scheduler": "step", "weight_decay": 0.0, "augment": "default"}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; unknown model or dataset names list the valid choices."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="compact", choices=sorted(models.MODELS), help="network (default: compact)")
-    p.add_argument("--dataset", default="mnist", choices=sorted(utils.DATASETS), help="data set (default: mnist)")
+    p.add_argument("--dataset", choices=sorted(utils.DATASETS), help="data set (default: the recipe's, else mnist)")
     p.add_argument("--epochs", type=int, help="total epochs (default: the model's recipe; 1 in smoke mode)")
     p.add_argument("--batch-size", type=int, help="default: the model's recipe (model.RECIPES)")
     p.add_argument("--optimizer", choices=["sgd", "adam"], help="default: the model's recipe")
     p.add_argument("--lr", type=float, help="learning rate (peak rate with onecycle); default: recipe")
     p.add_argument("--momentum", type=float, help="SGD momentum; default: recipe")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--scheduler", choices=["step", "onecycle", "none"], default="step",
+    p.add_argument("--weight-decay", type=float, help="default: the recipe's, else 0")
+    p.add_argument("--scheduler", choices=["step", "onecycle", "none"],
                    help="step: StepLR every --step-size epochs (resumable to more epochs); "
-                        "onecycle: OneCycleLR over the whole run")
+                        "onecycle: OneCycleLR over the whole run (default: the recipe's, else step)")
     p.add_argument("--step-size", type=int, help="StepLR period in epochs; default: recipe")
     p.add_argument("--gamma", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="use only the first N training samples")
     p.add_argument("--val-size", type=int, default=0,
                    help="hold out N training samples for validation and best-model selection")
-    p.add_argument("--no-augment", action="store_true", help="turn off training augmentation")
+    p.add_argument("--augment", choices=["default", *utils.AUGMENTATIONS],
+                   help="training augmentation (utils.AUGMENTATIONS); default: the recipe's, else the "
+                        "data set's (mnist: rotate, fashion_mnist: none)")
+    p.add_argument("--no-augment", action="store_true", help="same as --augment none")
     p.add_argument("--loader", choices=["fast", "torchvision"], default="fast",
                    help="fast: whole data set as one tensor on the device (default); "
                         "torchvision: Dataset + DataLoader")
@@ -53,7 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save", metavar="PATH", help="checkpoint after every epoch (best-by-validation beside it)")
     p.add_argument("--resume", metavar="PATH", help="continue training from this checkpoint")
     args = p.parse_args(argv)
-    for key, value in models.RECIPES[args.model].items():
+    if args.no_augment:
+        args.augment = "none"
+    for key, value in {**FALLBACKS, **models.RECIPES[args.model]}.items():
         if getattr(args, key) is None:
             setattr(args, key, utils.epochs(value, smoke=1) if key == "epochs" else value)
     if args.limit is None:
@@ -137,8 +147,8 @@ def run(args: argparse.Namespace) -> dict:
     utils.set_seed(args.seed)  # same seed on every rank: identical initial weights
     loaders = utils.get_loaders(
         args.dataset, args.batch_size, device, limit=args.limit, test_limit=utils.data_limit(smoke=2000),
-        val_size=args.val_size, augment=not args.no_augment, seed=args.seed, num_workers=args.num_workers,
-        loader=args.loader, rank=rank, world_size=world_size,
+        val_size=args.val_size, augment=True if args.augment == "default" else args.augment, seed=args.seed,
+        num_workers=args.num_workers, loader=args.loader, rank=rank, world_size=world_size,
     )
     net = models.build(args.model).to(device)
     if world_size > 1:

@@ -150,15 +150,40 @@ def normalize(name: str) -> transforms.Normalize:
     return transforms.Normalize((info["mean"],), (info["std"],))
 
 
-def train_transform(name: str, augment: bool = True) -> transforms.Compose:
-    """Training transform; for MNIST with augment=True, the S5 seed's random crop and rotation."""
+# Training augmentations by name. "rotate" is the S5 seed's: a 10% chance of a 22/28 centre crop
+# (a zoom) and a rotation within +-15 degrees. "flip_shift" suits clothes, which are left-right
+# symmetric but not rotated: a mirror half the time and a shift of up to 2 pixels each way.
+AUGMENTATIONS: dict[str, dict] = {
+    "none": {},
+    "rotate": {"degrees": 15.0, "crop_p": 0.1},
+    "flip_shift": {"degrees": 0.0, "crop_p": 0.0, "flip_p": 0.5, "shift": 2},
+}
+DEFAULT_AUGMENTATION = {"mnist": "rotate", "fashion_mnist": "none"}
+
+
+def augmentation_name(dataset: str, augment: bool | str) -> str:
+    """The augmentation to use: True = the data set's default, False = none, or a name from AUGMENTATIONS."""
+    if augment is True:
+        return DEFAULT_AUGMENTATION.get(dataset, "none")
+    if augment is False or augment is None:
+        return "none"
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
+    return augment
+
+
+def train_transform(name: str, augment: bool | str = True) -> transforms.Compose:
+    """Training transform: the PIL version of the named augmentation (see AUGMENTATIONS)."""
     steps = []
-    if augment and name == "mnist":
+    policy = augmentation_name(name, augment)
+    if policy == "rotate":
         steps = [
             transforms.RandomApply([transforms.CenterCrop(22)], p=0.1),
             transforms.Resize((28, 28)),
             transforms.RandomRotation((-15.0, 15.0), fill=0),
         ]
+    elif policy == "flip_shift":
+        steps = [transforms.RandomHorizontalFlip(0.5), transforms.RandomCrop(28, padding=2, fill=0)]
     return transforms.Compose([*steps, transforms.ToTensor(), normalize(name)])
 
 
@@ -262,7 +287,7 @@ def get_loaders(
     limit: int | None = None,
     test_limit: int | None = None,
     val_size: int = 0,
-    augment: bool = True,
+    augment: bool | str = True,
     seed: int = 0,
     num_workers: int | None = None,
     loader: str = "torchvision",
@@ -273,6 +298,7 @@ def get_loaders(
 
     `limit` keeps the first N training samples; `val_size` then holds out that many of them
     (seeded, without augmentation) for model selection, so the test set stays untouched.
+    `augment`: True = the data set's default augmentation, False = none, or a name from AUGMENTATIONS.
     The training loader shuffles with its own seeded generator. `loader="fast"` returns
     TensorLoaders (whole set on the device, batch augmentation) instead of DataLoaders.
     """
@@ -315,11 +341,12 @@ def base_and_indices(ds: Dataset) -> tuple[Dataset, torch.Tensor]:
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0,
-                  crop: float = 22 / 28, crop_p: float = 0.1) -> torch.Tensor:
-    """The S5 seed's augmentation for a whole batch of [0, 1] images, on their device.
+                  crop: float = 22 / 28, crop_p: float = 0.1, flip_p: float = 0.0, shift: int = 0) -> torch.Tensor:
+    """Random affine augmentation of a whole batch of [0, 1] images, on their device.
 
     Per image: with probability `crop_p` a centre crop of `crop` of the side resized back to full
-    size (a zoom), then a random rotation in [-degrees, degrees]; both as one affine warp
+    size (a zoom), a rotation in [-degrees, degrees], with probability `flip_p` a left-right
+    mirror, and a shift of up to `shift` whole pixels in x and y; all as one affine warp
     (`affine_grid` + `grid_sample`) with black (0) fill, like torchvision's fill=0.
     """
     n, device = len(x), x.device
@@ -329,6 +356,13 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, degrees: float = 
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
                          torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1)
+    if flip_p:
+        mirror = torch.rand(n, generator=generator, device=device) < flip_p
+        theta[:, :, 0] *= torch.where(mirror, -1.0, 1.0).unsqueeze(1)  # x_in = -x_out
+    if shift:
+        # Whole pixels (2 / width in grid units), so pixel centres land on pixel centres: no blur.
+        pixels = torch.randint(-shift, shift + 1, (n, 2), generator=generator, device=device)
+        theta[:, :, 2] = pixels * 2 / x.shape[-1]
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -343,7 +377,7 @@ class TensorLoader:
     """
 
     def __init__(self, dataset: Dataset, name: str, device: torch.device, batch_size: int = 128,
-                 shuffle: bool = False, drop_last: bool = False, augment: bool = False, seed: int = 0,
+                 shuffle: bool = False, drop_last: bool = False, augment: bool | str = False, seed: int = 0,
                  rank: int = 0, world_size: int = 1) -> None:
         base, indices = base_and_indices(dataset)
         info = dataset_info(name)
@@ -351,7 +385,8 @@ class TensorLoader:
         self.images = base.data[indices].unsqueeze(1).to(self.device)  # uint8, (N, 1, 28, 28)
         self.labels = torch.as_tensor(base.targets)[indices].to(self.device)
         self.mean, self.std = info["mean"], info["std"]
-        self.batch_size, self.shuffle, self.drop_last, self.augment = batch_size, shuffle, drop_last, augment
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.augment = AUGMENTATIONS[augmentation_name(name, augment)]  # {} = no augmentation
         self.rank, self.world_size, self.epoch, self.seed = rank, world_size, 0, seed
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
@@ -386,12 +421,12 @@ class TensorLoader:
             idx = order[start : start + self.batch_size]
             x = torch.index_select(self.images, 0, idx).float().div_(255)  # index_select: fastest gather
             if self.augment:
-                x = augment_batch(x, self.generator)
+                x = augment_batch(x, self.generator, **self.augment)
             yield x.sub_(self.mean).div_(self.std), torch.index_select(self.labels, 0, idx)
 
 
 def fast_loaders(name: str, batch_size: int, device: torch.device, limit: int | None = None,
-                 test_limit: int | None = None, val_size: int = 0, augment: bool = True, seed: int = 0,
+                 test_limit: int | None = None, val_size: int = 0, augment: bool | str = True, seed: int = 0,
                  rank: int = 0, world_size: int = 1) -> Loaders:
     """Like get_loaders, but with TensorLoaders (whole data set on the device)."""
     train_set = get_dataset(name, True, test_transform(name), limit)
@@ -401,7 +436,6 @@ def fast_loaders(name: str, batch_size: int, device: torch.device, limit: int | 
         val_set = shard(Subset(train_set, val_idx), rank, world_size)
         val_loader = TensorLoader(val_set, name, device, max(batch_size, 1000))
         train_set = Subset(train_set, train_idx)
-    augment = augment and name == "mnist"  # same policy as train_transform
     train_loader = TensorLoader(train_set, name, device, batch_size, shuffle=True, augment=augment, seed=seed,
                                 rank=rank, world_size=world_size)
     test_set = shard(get_dataset(name, False, test_transform(name), test_limit), rank, world_size)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import utils
@@ -84,6 +85,33 @@ def test_augment_batch_zero_angle_no_zoom_is_identity():
     g = torch.Generator().manual_seed(0)
     out = utils.augment_batch(x, g, degrees=0.0, crop_p=0.0)
     assert torch.allclose(out, x, atol=1e-5)
+
+
+def test_flip_mirrors_exactly_and_shift_moves_whole_pixels():
+    x = torch.rand(6, 1, 28, 28)
+    g = torch.Generator().manual_seed(0)
+    mirrored = utils.augment_batch(x, g, degrees=0.0, crop_p=0.0, flip_p=1.0)
+    assert torch.allclose(mirrored, x.flip(-1), atol=1e-5)
+    shifted = utils.augment_batch(x, g, degrees=0.0, crop_p=0.0, shift=2)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))  # zero fill, like grid_sample's
+    for img, out in zip(padded, shifted):
+        windows = [img[:, 2 + dy : 30 + dy, 2 + dx : 30 + dx] for dy in range(-2, 3) for dx in range(-2, 3)]
+        assert any(torch.allclose(out, w, atol=1e-5) for w in windows)  # no blur: an exact crop
+
+
+def test_augmentation_policies_by_name(data_root):
+    assert utils.augmentation_name("mnist", True) == "rotate"
+    assert utils.augmentation_name("fashion_mnist", True) == "none"
+    assert utils.augmentation_name("fashion_mnist", "flip_shift") == "flip_shift"
+    assert utils.augmentation_name("mnist", False) == "none"
+    loader = utils.get_loaders("fashion_mnist", 64, CPU, limit=256, augment="flip_shift", loader="fast").train
+    assert loader.augment == utils.AUGMENTATIONS["flip_shift"]
+    x, y = next(iter(loader))
+    assert x.shape == (64, 1, 28, 28) and y.shape == (64,)
+    names = [type(t).__name__ for t in utils.train_transform("fashion_mnist", "flip_shift").transforms]
+    assert names[:2] == ["RandomHorizontalFlip", "RandomCrop"]
+    with pytest.raises(ValueError, match="unknown augmentation 'cutout'; expected one of none, rotate, flip_shift"):
+        utils.get_loaders("mnist", 64, CPU, limit=64, augment="cutout", loader="fast")
 
 
 def test_test_loader_is_deterministic(data_root):

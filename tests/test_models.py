@@ -7,7 +7,8 @@ import model
 import utils
 
 EXPECTED_PARAMS = {
-    "mlp": 203_530, "lenet": 81_194, "deep": 6_379_786, "s5": 593_200, "fashion": 32_998, "compact": 5_546,
+    "mlp": 203_530, "lenet": 81_194, "deep": 6_379_786, "s5": 593_200, "fashion": 32_998,
+    "compact": 5_862, "fashion_best": 70_954,
 }
 
 
@@ -40,6 +41,15 @@ def test_lenet_keeps_the_32x32_walkthrough_and_pads_28x28():
     digit = torch.randn(1, 1, 28, 28)
     padded = torch.nn.functional.pad(digit, (2, 2, 2, 2), mode="replicate")
     assert torch.equal(net(digit), net(padded))
+
+
+def test_small_models_stay_in_their_budgets_and_ablation_options_work():
+    assert model.count_parameters(model.build("compact")) <= 6_000
+    assert model.count_parameters(model.build("fashion_best")) < 100_000
+    no_bn = model.CompactNet(batchnorm=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in no_bn.modules())
+    assert all(m.bias is not None for m in no_bn.modules() if isinstance(m, torch.nn.Conv2d))
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.CompactNet(dropout=0.0).modules())
 
 
 def test_unknown_model_name_lists_the_choices():
@@ -124,3 +134,13 @@ def test_one_optimiser_step_on_real_mnist_gives_a_finite_loss(name, mnist_batch)
     optimizer.step()
     assert torch.isfinite(loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_compact_layer_plan_matches_its_docstring():
+    rows = {r["name"]: r for r in utils.layer_table(model.CompactNet(), show=False)}
+    plan = {"features.0.0": 3, "features.1.0": 5, "features.2": 6, "features.3.0": 10, "features.4.0": 14,
+            "features.5.0": 18, "features.6.0": 22}
+    assert {name: rows[name]["rf"] for name in plan} == plan
+    assert tuple(rows["features.6.0"]["output_shape"]) == (14, 6, 6)
+    fashion = {r["name"]: r for r in utils.layer_table(model.FashionBestNet(), show=False)}
+    assert fashion["features.5.0"]["rf"] == 22 and tuple(fashion["features.6"]["output_shape"]) == (64, 3, 3)

@@ -55,7 +55,7 @@ def final_weights(path) -> dict:
 
 
 def test_resume_after_epoch_two_equals_an_uninterrupted_run(data_root, tmp_path):
-    common = ["--model", "compact", "--limit", "600", "--val-size", "100", "--step-size", "2"]
+    common = ["--model", "compact", "--limit", "600", "--val-size", "100", "--scheduler", "step", "--step-size", "2"]
     assert train.main([*common, "--epochs", "3", "--save", str(tmp_path / "full.pt")]) == 0
     assert train.main([*common, "--epochs", "2", "--save", str(tmp_path / "part.pt")]) == 0
     out = tmp_path / "resumed.json"

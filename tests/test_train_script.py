@@ -51,3 +51,17 @@ def test_offline_empty_data_dir_fails_fast_with_clear_message(tmp_path):
 def test_non_positive_epochs_rejected(value):
     proc = run_train("--epochs", value)
     assert proc.returncode == 2 and "--epochs must be a positive integer" in proc.stderr
+
+
+def test_recipe_supplies_defaults_and_flags_override_them():
+    import model
+    import train
+
+    args = train.parse_args(["--model", "fashion_best"])
+    recipe = model.RECIPES["fashion_best"]
+    assert (args.dataset, args.augment, args.scheduler) == ("fashion_mnist", "flip_shift", "onecycle")
+    assert (args.optimizer, args.lr, args.batch_size) == (recipe["optimizer"], recipe["lr"], recipe["batch_size"])
+    args = train.parse_args(["--model", "fashion_best", "--no-augment", "--scheduler", "step", "--dataset", "mnist"])
+    assert (args.augment, args.scheduler, args.dataset) == ("none", "step", "mnist")
+    args = train.parse_args([])  # the default model's recipe: compact, OneCycleLR, the data set's augmentation
+    assert (args.model, args.dataset, args.scheduler, args.augment) == ("compact", "mnist", "onecycle", "default")
