@@ -297,23 +297,24 @@ class CompactNet(CheckedModule):
 # --------------------------------------------------------------------------- small Fashion-MNIST net
 
 class FashionBestNet(CheckedModule):
-    """A Fashion-MNIST convnet under 100k parameters: four padded 3x3 convs with BatchNorm, then a small linear head.
+    """A 75,450-parameter Fashion-MNIST convnet: five padded 3x3 convs with BatchNorm, three max-pools, a linear head.
 
-    Layer plan (output side, receptive field): conv 1->32 (28, 3), max-pool (14, 4), conv 32->32
-    (14, 8), conv 32->64 (14, 12), max-pool (7, 14), conv 64->64 (7, 22), max-pool (3, 26), then
-    dropout and a linear layer 64*3*3 -> 10. Unlike digits, clothes differ in *where* things are
-    (sleeves, collars, soles), so the head keeps a coarse 3x3 map instead of averaging it away.
-    The first layer pools straight away: 28x28 maps are the expensive ones on a CPU.
+    Layer plan (output side, receptive field): conv 1->16 (28, 3), max-pool (14, 4), conv 16->32
+    (14, 8), conv 32->32 (14, 12), max-pool (7, 14), conv 32->64 (7, 22), conv 64->64 (7, 30),
+    max-pool (3, 34), then dropout and a linear layer 64*3*3 -> 10. Unlike digits, clothes differ in
+    *where* things are (collars, sleeves, the gap between trouser legs), so the head keeps a coarse
+    3x3 map instead of averaging it away. Width goes where maps are small: 28x28 maps cost the most.
     """
 
-    def __init__(self, dropout: float = 0.1, head_dropout: float = 0.3) -> None:
+    def __init__(self, dropout: float = 0.0, head_dropout: float = 0.25) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            conv_bn(1, 32, padding=1),
+            conv_bn(1, 16, padding=1),
             nn.MaxPool2d(2),
+            conv_bn(16, 32, padding=1, dropout=dropout),
             conv_bn(32, 32, padding=1, dropout=dropout),
-            conv_bn(32, 64, padding=1, dropout=dropout),
             nn.MaxPool2d(2),
+            conv_bn(32, 64, padding=1, dropout=dropout),
             conv_bn(64, 64, padding=1, dropout=dropout),
             nn.MaxPool2d(2),
         )
@@ -348,7 +349,7 @@ RECIPES: dict[str, dict] = {
                 "scheduler": "onecycle"},
     "fashion_best": {"dataset": "fashion_mnist", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "batch_size": 128,
                      "epochs": 15, "step_size": 5, "scheduler": "onecycle", "weight_decay": 5e-4,
-                     "augment": "flip_shift"},
+                     "augment": "flip"},
 }
 
 

@@ -151,11 +151,12 @@ def normalize(name: str) -> transforms.Normalize:
 
 
 # Training augmentations by name. "rotate" is the S5 seed's: a 10% chance of a 22/28 centre crop
-# (a zoom) and a rotation within +-15 degrees. "flip_shift" suits clothes, which are left-right
-# symmetric but not rotated: a mirror half the time and a shift of up to 2 pixels each way.
+# (a zoom) and a rotation within +-15 degrees. "flip" suits clothes, which are left-right symmetric
+# but never rotated: a mirror half the time; "flip_shift" adds a shift of up to 2 pixels each way.
 AUGMENTATIONS: dict[str, dict] = {
     "none": {},
     "rotate": {"degrees": 15.0, "crop_p": 0.1},
+    "flip": {"degrees": 0.0, "crop_p": 0.0, "flip_p": 0.5},
     "flip_shift": {"degrees": 0.0, "crop_p": 0.0, "flip_p": 0.5, "shift": 2},
 }
 DEFAULT_AUGMENTATION = {"mnist": "rotate", "fashion_mnist": "none"}
@@ -182,6 +183,8 @@ def train_transform(name: str, augment: bool | str = True) -> transforms.Compose
             transforms.Resize((28, 28)),
             transforms.RandomRotation((-15.0, 15.0), fill=0),
         ]
+    elif policy == "flip":
+        steps = [transforms.RandomHorizontalFlip(0.5)]
     elif policy == "flip_shift":
         steps = [transforms.RandomHorizontalFlip(0.5), transforms.RandomCrop(28, padding=2, fill=0)]
     return transforms.Compose([*steps, transforms.ToTensor(), normalize(name)])

@@ -110,7 +110,9 @@ def test_augmentation_policies_by_name(data_root):
     assert x.shape == (64, 1, 28, 28) and y.shape == (64,)
     names = [type(t).__name__ for t in utils.train_transform("fashion_mnist", "flip_shift").transforms]
     assert names[:2] == ["RandomHorizontalFlip", "RandomCrop"]
-    with pytest.raises(ValueError, match="unknown augmentation 'cutout'; expected one of none, rotate, flip_shift"):
+    names = [type(t).__name__ for t in utils.train_transform("fashion_mnist", "flip").transforms]
+    assert names == ["RandomHorizontalFlip", "ToTensor", "Normalize"]
+    with pytest.raises(ValueError, match="unknown augmentation 'cutout'; expected one of none, rotate, flip, flip_shift"):
         utils.get_loaders("mnist", 64, CPU, limit=64, augment="cutout", loader="fast")
 
 

@@ -8,7 +8,7 @@ import utils
 
 EXPECTED_PARAMS = {
     "mlp": 203_530, "lenet": 81_194, "deep": 6_379_786, "s5": 593_200, "fashion": 32_998,
-    "compact": 5_862, "fashion_best": 70_954,
+    "compact": 5_862, "fashion_best": 75_450,
 }
 
 
@@ -143,4 +143,4 @@ def test_compact_layer_plan_matches_its_docstring():
     assert {name: rows[name]["rf"] for name in plan} == plan
     assert tuple(rows["features.6.0"]["output_shape"]) == (14, 6, 6)
     fashion = {r["name"]: r for r in utils.layer_table(model.FashionBestNet(), show=False)}
-    assert fashion["features.5.0"]["rf"] == 22 and tuple(fashion["features.6"]["output_shape"]) == (64, 3, 3)
+    assert fashion["features.6.0"]["rf"] == 30 and tuple(fashion["features.7"]["output_shape"]) == (64, 3, 3)

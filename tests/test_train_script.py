@@ -59,7 +59,7 @@ def test_recipe_supplies_defaults_and_flags_override_them():
 
     args = train.parse_args(["--model", "fashion_best"])
     recipe = model.RECIPES["fashion_best"]
-    assert (args.dataset, args.augment, args.scheduler) == ("fashion_mnist", "flip_shift", "onecycle")
+    assert (args.dataset, args.augment, args.scheduler) == ("fashion_mnist", "flip", "onecycle")
     assert (args.optimizer, args.lr, args.batch_size) == (recipe["optimizer"], recipe["lr"], recipe["batch_size"])
     args = train.parse_args(["--model", "fashion_best", "--no-augment", "--scheduler", "step", "--dataset", "mnist"])
     assert (args.augment, args.scheduler, args.dataset) == ("none", "step", "mnist")
