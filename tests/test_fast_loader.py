@@ -112,7 +112,8 @@ def test_augmentation_policies_by_name(data_root):
     assert names[:2] == ["RandomHorizontalFlip", "RandomCrop"]
     names = [type(t).__name__ for t in utils.train_transform("fashion_mnist", "flip").transforms]
     assert names == ["RandomHorizontalFlip", "ToTensor", "Normalize"]
-    with pytest.raises(ValueError, match="unknown augmentation 'cutout'; expected one of none, rotate, flip, flip_shift"):
+    expected = "unknown augmentation 'cutout'; expected one of none, rotate, flip, flip_shift"
+    with pytest.raises(ValueError, match=expected):
         utils.get_loaders("mnist", 64, CPU, limit=64, augment="cutout", loader="fast")
 
 
