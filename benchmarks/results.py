@@ -220,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             seeds = args.seeds or ([1] if args.ablation else CONFIGS[name]["seeds"])
             row = run_seeds(name, config_options(name, args.epochs, args.device), seeds)
             row["hardware"] = device_label(device)
+            if args.ablation:  # the variant model exists only inside this script
+                row["command"] = f"python benchmarks/results.py --ablation --only {name}"
             results["rows"][name] = row
             results.update(torch=torch.__version__, python=platform.python_version())
             utils.write_json(path, results)  # after every configuration: a crash keeps what is done
