@@ -175,18 +175,17 @@ def augmentation_name(dataset: str, augment: bool | str) -> str:
 
 def train_transform(name: str, augment: bool | str = True) -> transforms.Compose:
     """Training transform: the PIL version of the named augmentation (see AUGMENTATIONS)."""
+    settings = AUGMENTATIONS[augmentation_name(name, augment)]  # one source for both pipelines
     steps = []
-    policy = augmentation_name(name, augment)
-    if policy == "rotate":
-        steps = [
-            transforms.RandomApply([transforms.CenterCrop(22)], p=0.1),
-            transforms.Resize((28, 28)),
-            transforms.RandomRotation((-15.0, 15.0), fill=0),
-        ]
-    elif policy == "flip":
-        steps = [transforms.RandomHorizontalFlip(0.5)]
-    elif policy == "flip_shift":
-        steps = [transforms.RandomHorizontalFlip(0.5), transforms.RandomCrop(28, padding=2, fill=0)]
+    if settings.get("crop_p"):  # the zoom: a 22/28 centre crop (augment_batch's `crop`) resized back
+        zoom = transforms.RandomApply([transforms.CenterCrop(22)], p=settings["crop_p"])
+        steps += [zoom, transforms.Resize((28, 28))]
+    if settings.get("degrees"):
+        steps.append(transforms.RandomRotation((-settings["degrees"], settings["degrees"]), fill=0))
+    if settings.get("flip_p"):
+        steps.append(transforms.RandomHorizontalFlip(settings["flip_p"]))
+    if settings.get("shift"):
+        steps.append(transforms.RandomCrop(28, padding=settings["shift"], fill=0))
     return transforms.Compose([*steps, transforms.ToTensor(), normalize(name)])
 
 
