@@ -3,12 +3,20 @@
 Sections: device, reproducibility, smoke mode, data, training.
 """
 
+import sys
+
+if sys.version_info < (3, 10):  # noqa: UP036 - checked first: the code below writes types as `X | None`
+    raise RuntimeError(f"the course needs Python 3.10 or newer; this is Python {sys.version.split()[0]}")
+
 import json
+import math
 import os
+import pickle
 import random
 import struct
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 from urllib.error import URLError
@@ -19,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets, transforms
+from torchvision.datasets.utils import download_and_extract_archive
 from tqdm import tqdm  # text bars: they render the same live, in stored notebooks and in logs
 
 # =========================================================================== device
@@ -50,13 +59,15 @@ def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
     """
     if num_workers is None:
         num_workers = 0 if device.type == "cpu" else min(4, os.cpu_count() or 1)
-    kwargs = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
-    if num_workers > 0:
-        kwargs["persistent_workers"] = True
-    return kwargs
+    # No persistent_workers: workers restarted every epoch take their random seeds from the
+    # epoch's reseeded generator, so a resumed run draws the same augmentation as an unbroken one.
+    return {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
 
 
 # =========================================================================== reproducibility
+
+# Added to a seed per process rank, so that ranks draw different dropout and augmentation.
+RANK_SEED_STRIDE = 1_000_003
 
 
 def set_seed(seed: int) -> None:
@@ -106,17 +117,23 @@ DATASETS = {
     },
 }
 
+TRAIN_SIZE = 60_000  # training images in MNIST and in Fashion-MNIST
+
 RAW_FILES = (
     "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
 )
 
 
-class DataNotFoundError(RuntimeError):
+class CourseError(Exception):
+    """An error of this course's own: its message says what went wrong and what to do."""
+
+
+class DataNotFoundError(CourseError):
     """The data set is not on disk and could not be downloaded."""
 
 
-class CorruptDataError(RuntimeError):
+class CorruptDataError(CourseError):
     """A data file on disk is truncated or not an IDX file."""
 
 
@@ -225,17 +242,45 @@ def raw_folder(name: str, root: Path | None = None) -> Path:
     return root / dataset_info(name)["cls"].__name__ / "raw"
 
 
+def download(name: str, raw: Path) -> None:
+    """Fetch and unpack a data set's files with torchvision, trying each of its mirrors in turn.
+
+    Every file is checked against its MD5 sum. torchvision 0.27 and newer also move on to the next
+    mirror when a file fails that check, older releases stop at the first bad copy; the loop is
+    written here so the course behaves the same on every torchvision it supports.
+    Raises RuntimeError naming the file and what each mirror answered.
+    """
+    cls = dataset_info(name)["cls"]
+    raw.mkdir(parents=True, exist_ok=True)
+    for filename, md5 in cls.resources:
+        if (raw / filename.removesuffix(".gz")).exists():
+            continue
+        failures = []
+        for mirror in cls.mirrors:
+            try:
+                download_and_extract_archive(f"{mirror}{filename}", str(raw), filename=filename, md5=md5)
+                break
+            except (URLError, RuntimeError, OSError) as err:
+                lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+                failures.append(f"{mirror}{filename}: {lines[-1] if lines else type(err).__name__}")
+        else:
+            raise RuntimeError("; ".join(failures))
+
+
 def ensure_downloaded(name: str, root: Path | None = None) -> Path:
     """Make sure the four IDX files exist and are whole; download them if missing."""
     root = Path(root) if root is not None else data_root()
     raw = raw_folder(name, root)
     if not all((raw / f).exists() for f in RAW_FILES):
+        created = [folder for folder in (raw, *raw.parents) if not folder.exists()]  # deepest first
         try:
-            dataset_info(name)["cls"](str(root), train=True, download=True)
-        except (URLError, RuntimeError, OSError) as err:
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            download(name, raw)
+        except (RuntimeError, OSError) as err:
+            for folder in created:  # leave no empty folders behind
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
             raise DataNotFoundError(
-                f"{name} data not found in {raw}, and downloading it failed (no internet? {first_line}).\n"
+                f"{name} data not found in {raw}, and downloading it failed (no internet? {err}).\n"
                 f"Expected files: {', '.join(RAW_FILES)}.\n"
                 f"Copy them there, or set DATA_DIR to a data root that holds "
                 f"{dataset_info(name)['cls'].__name__}/raw/ with those files "
@@ -342,6 +387,29 @@ def base_and_indices(ds: Dataset) -> tuple[Dataset, torch.Tensor]:
     return ds, indices
 
 
+def augment_theta(n: int, width: int, generator: torch.Generator, degrees: float = 15.0, crop: float = 22 / 28,
+                  crop_p: float = 0.1, flip_p: float = 0.0, shift: int = 0) -> torch.Tensor:
+    """Random affine matrices (n, 2, 3) for `augment_batch`, drawn on the CPU from `generator`.
+
+    Drawing on the CPU and moving the result to the device makes a run identical on every
+    device, and avoids the random-number ops that are unreliable on Apple MPS.
+    """
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * torch.pi * degrees / 180
+    zoom = torch.rand(n, generator=generator) < crop_p
+    scale = torch.where(zoom, torch.full_like(angle, crop), torch.ones_like(angle))
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
+                         torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1)
+    if flip_p:
+        mirror = torch.rand(n, generator=generator) < flip_p
+        theta[:, :, 0] *= torch.where(mirror, -1.0, 1.0).unsqueeze(1)  # x_in = -x_out
+    if shift:
+        # Whole pixels (2 / width in grid units), so pixel centres land on pixel centres: no blur.
+        pixels = torch.randint(-shift, shift + 1, (n, 2), generator=generator)
+        theta[:, :, 2] = pixels * 2 / width
+    return theta
+
+
 def augment_batch(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0,
                   crop: float = 22 / 28, crop_p: float = 0.1, flip_p: float = 0.0, shift: int = 0) -> torch.Tensor:
     """Random affine augmentation of a whole batch of [0, 1] images, on their device.
@@ -350,21 +418,9 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, degrees: float = 
     size (a zoom), a rotation in [-degrees, degrees], with probability `flip_p` a left-right
     mirror, and a shift of up to `shift` whole pixels in x and y; all as one affine warp
     (`affine_grid` + `grid_sample`) with black (0) fill, like torchvision's fill=0.
+    `generator` is a CPU generator (see `augment_theta`).
     """
-    n, device = len(x), x.device
-    angle = (torch.rand(n, generator=generator, device=device) * 2 - 1) * torch.pi * degrees / 180
-    zoom = torch.rand(n, generator=generator, device=device) < crop_p
-    scale = torch.where(zoom, torch.full_like(angle, crop), torch.ones_like(angle))
-    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
-                         torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1)
-    if flip_p:
-        mirror = torch.rand(n, generator=generator, device=device) < flip_p
-        theta[:, :, 0] *= torch.where(mirror, -1.0, 1.0).unsqueeze(1)  # x_in = -x_out
-    if shift:
-        # Whole pixels (2 / width in grid units), so pixel centres land on pixel centres: no blur.
-        pixels = torch.randint(-shift, shift + 1, (n, 2), generator=generator, device=device)
-        theta[:, :, 2] = pixels * 2 / x.shape[-1]
+    theta = augment_theta(len(x), x.shape[-1], generator, degrees, crop, crop_p, flip_p, shift).to(x.device)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -373,9 +429,11 @@ class TensorLoader:
     """A whole data set held as one uint8 tensor on the device, served as normalised float batches.
 
     A drop-in for a DataLoader of (images, labels): iterate it, take `len()` (in batches), read
-    `.dataset`. Each epoch is reshuffled with a seeded generator that lives on the device, so
-    no per-sample Python, PIL or host-to-device copy runs during training. `rank`/`world_size`
-    shard every epoch's order across processes, like DistributedSampler (call `set_epoch`).
+    `.dataset`. No per-sample Python, PIL or host-to-device copy runs during training. Each epoch
+    is reshuffled with a seeded CPU generator (one small permutation per epoch, moved to the
+    device), so the same seed gives the same batches on CPU, CUDA and MPS. `rank`/`world_size`
+    shard every epoch's order across processes, like DistributedSampler (call `set_epoch`); each
+    process then draws its own augmentation.
     """
 
     def __init__(self, dataset: Dataset, name: str, device: torch.device, batch_size: int = 128,
@@ -390,7 +448,7 @@ class TensorLoader:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.augment = AUGMENTATIONS[augmentation_name(name, augment)]  # {} = no augmentation
         self.rank, self.world_size, self.epoch, self.seed = rank, world_size, 0, seed
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)  # CPU, on every device (see augment_theta)
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed the shuffle so every process draws the same order for this epoch."""
@@ -400,14 +458,13 @@ class TensorLoader:
     def order(self) -> torch.Tensor:
         """This process's sample indices for the epoch (padded by wrapping to split evenly)."""
         n = len(self.labels)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator, device=self.device)
-        else:
-            order = torch.arange(n, device=self.device)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         if self.world_size > 1:
             per_rank = -(-n // self.world_size)
             order = torch.cat([order, order[: per_rank * self.world_size - n]])[self.rank :: self.world_size]
-        return order
+            # Same order on every rank, but each rank's own augmentation draws from here on.
+            self.generator.manual_seed(self.seed * 10_000 + self.epoch + RANK_SEED_STRIDE * (self.rank + 1))
+        return order.to(self.device)
 
     def samples_per_epoch(self) -> int:
         """How many samples this process sees per epoch."""
@@ -485,6 +542,26 @@ def is_main_process() -> bool:
     return not distributed() or dist.get_rank() == 0
 
 
+def process_rank() -> int:
+    """This process's rank in a distributed run (0 outside one)."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if distributed() else 0
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP keeps the parameters equal, but each rank updates its BatchNorm statistics from its own
+    batches; without this, ranks would evaluate different models, none of them the saved one.
+    """
+    if distributed():
+        import torch.distributed as dist
+
+        for buffer in unwrap(model).buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def all_reduce_sums(values: list[float], device: torch.device) -> list[float]:
     """Sum each value over all processes (a no-op outside distributed runs)."""
     if not distributed():
@@ -499,7 +576,7 @@ def all_reduce_sums(values: list[float], device: torch.device) -> list[float]:
 # =========================================================================== training
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(CourseError):
     """The loss became NaN or infinite: the learning rate is probably too high."""
 
 
@@ -508,38 +585,52 @@ def loss_fn(model: nn.Module):
     return F.nll_loss if getattr(model, "LOG_PROBS", False) else F.cross_entropy
 
 
+def check_finite(loss_sum: float, seen: int, device: torch.device) -> None:
+    """Raise NonFiniteLossError if the summed loss is NaN or infinite (on any process)."""
+    bad = not math.isfinite(loss_sum)
+    if distributed():  # every process must stop together, or the others wait forever
+        bad = all_reduce_sums([float(bad)], device)[0] > 0
+    if bad:
+        raise NonFiniteLossError(
+            f"the loss became {loss_sum / max(seen, 1)} within the first {seen} samples of the epoch: training "
+            "diverged. Lower the learning rate (or check the data normalisation)."
+        )
+
+
 def train_epoch(
     model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
-    desc: str = "train", scheduler=None,
+    desc: str = "train", scheduler=None, check_every: int = 50,
 ) -> tuple[float, float]:
-    """One pass over `loader`; returns mean training loss and accuracy. Shows a tqdm bar."""
+    """One pass over `loader`; returns mean training loss and accuracy. Shows a tqdm bar.
+
+    Loss and correct predictions are summed on the device: reading a number back (`.item()`)
+    makes the CPU wait for the GPU, so that happens only every `check_every` batches, to update
+    the bar and stop a diverged run (NonFiniteLossError), and once at the end.
+    """
     model.train()
     criterion = loss_fn(model)
-    total_loss, correct, seen = 0.0, 0, 0
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
     bar = tqdm(loader, desc=desc, mininterval=0.5, disable=not is_main_process())
-    for images, labels in bar:
+    for step, (images, labels) in enumerate(bar, start=1):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         output = model(images)
         loss = criterion(output, labels)
-        finite = torch.isfinite(loss).all().item()
-        if distributed():  # every process must stop together, or the others wait forever
-            finite = all_reduce_sums([float(not finite)], device)[0] == 0
-        if not finite:
-            raise NonFiniteLossError(
-                f"loss became {loss.item()} after {seen} samples: training diverged. "
-                "Lower the learning rate (or check the data normalisation)."
-            )
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total_loss += loss.item() * len(labels)
-        correct += (output.argmax(dim=1) == labels).sum().item()
+        loss_sum += loss.detach() * len(labels)
+        correct += (output.argmax(dim=1) == labels).sum()
         seen += len(labels)
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
-    total_loss, correct, seen = all_reduce_sums([total_loss, correct, seen], device)
-    return total_loss / seen, correct / seen
+        if step % check_every == 0 or step == len(loader):
+            total = loss_sum.item()
+            check_finite(total, seen, device)
+            bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct.item() / seen:.4f}", refresh=False)
+    total_loss, total_correct, seen = all_reduce_sums([loss_sum.item(), correct.item(), seen], device)
+    return total_loss / seen, total_correct / seen
 
 
 @torch.no_grad()
@@ -552,24 +643,28 @@ def evaluate(model: nn.Module, loader, device: torch.device) -> tuple[float, flo
     model = unwrap(model)  # no DDP collectives here: ranks may hold different numbers of batches
     model.eval()
     criterion = loss_fn(model)
-    total_loss, correct, seen = 0.0, 0, 0
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
     for images, labels in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         output = model(images)
-        total_loss += criterion(output, labels, reduction="sum").item()
-        correct += (output.argmax(dim=1) == labels).sum().item()
+        loss_sum += criterion(output, labels, reduction="sum")
+        correct += (output.argmax(dim=1) == labels).sum()
         seen += len(labels)
-    total_loss, correct, seen = all_reduce_sums([total_loss, correct, seen], device)
-    return total_loss / seen, correct / seen
+    total_loss, total_correct, seen = all_reduce_sums([loss_sum.item(), correct.item(), seen], device)
+    return total_loss / seen, total_correct / seen
 
 
 def seed_epoch(seed: int, epoch: int, loader) -> None:
     """Reseed the global RNG and the loader's shuffle generator for one epoch.
 
     Makes each epoch depend only on (seed, epoch) and the weights, so a run resumed from a
-    checkpoint after epoch k continues exactly like the uninterrupted run would have.
+    checkpoint after epoch k continues exactly like the uninterrupted run would have (bit for bit
+    on the CPU; GPU kernels may sum in a different order from run to run). In a distributed run
+    each rank gets its own dropout stream; the shuffle stays the same on every rank.
     """
-    torch.manual_seed(seed * 10_000 + epoch)
+    torch.manual_seed(seed * 10_000 + epoch + RANK_SEED_STRIDE * process_rank())
     for target in (loader, getattr(loader, "sampler", None)):
         if hasattr(target, "set_epoch"):  # TensorLoader or DistributedSampler: same order on every rank
             target.set_epoch(epoch)
@@ -587,18 +682,19 @@ def steps_per_batch(scheduler) -> bool:
 def fit(
     model: nn.Module, train_loader, test_loader, optimizer: torch.optim.Optimizer,
     epochs: int, device: torch.device, scheduler=None, *, val_loader=None,
-    history: dict | None = None, seed: int = 0, checkpoint: str | Path | None = None,
+    history: list[dict] | None = None, seed: int = 0, checkpoint: str | Path | None = None,
     extra: dict | None = None, verbose: bool = True,
-) -> dict:
-    """Train up to epoch `epochs` and return the per-epoch history.
+) -> list[dict]:
+    """Train up to epoch `epochs` and return the history: one dict of metrics per epoch.
 
     Continues after the last epoch in `history` (when resuming). With `checkpoint`, saves the last
     state there after every epoch and, when `val_loader` is given, the state with the lowest
     validation loss beside it (`best_path(checkpoint)`). Model choice never looks at the test set.
-    Raises NonFiniteLossError if the loss diverges; the last checkpoint on disk stays intact.
+    Raises NonFiniteLossError if a loss diverges; an epoch that ends with a non-finite train,
+    validation or test loss is never saved, so the checkpoint on disk is the last good one.
     """
-    history = history if history is not None else new_history()
-    start = history["epoch"][-1] + 1 if history["epoch"] else 1
+    history = list(history) if history is not None else []
+    start = history[-1]["epoch"] + 1 if history else 1
     for epoch in range(start, epochs + 1):
         seed_epoch(seed, epoch, train_loader)
         tic = time.perf_counter()
@@ -610,45 +706,44 @@ def fit(
         if scheduler is not None and batch_scheduler is None:
             scheduler.step()
         row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "lr": lr}
+        broadcast_buffers(model)  # every rank evaluates the model that rank 0 saves
         if val_loader is not None:
             row["val_loss"], row["val_accuracy"] = evaluate(model, val_loader, device)
         row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, device)
         row["seconds"] = time.perf_counter() - tic
-        record_epoch(history, row)
+        bad = [k for k in ("train_loss", "val_loss", "test_loss") if k in row and not math.isfinite(row[k])]
+        if bad:  # e.g. the last step of the epoch broke the weights: do not save them
+            raise NonFiniteLossError(
+                f"epoch {epoch} ended with a non-finite {', '.join(bad)}: training diverged and this epoch was "
+                "not saved. Lower the learning rate (or check the data normalisation)."
+            )
+        history.append(row)
         if verbose and is_main_process():
-            print(format_epoch(history))
+            print(format_epoch(row))
         if checkpoint is not None and is_main_process():
             save_training_state(checkpoint, model, optimizer, scheduler, history, extra)
     return history
 
 
-def new_history() -> dict:
-    """An empty history: one list per metric, filled by `record_epoch`."""
-    return {"epoch": []}
-
-
-def record_epoch(history: dict, row: dict) -> None:
-    """Append one epoch's metrics (a dict of name -> value) to a history."""
-    for key, value in row.items():
-        history.setdefault(key, []).append(value)
-
-
-def format_epoch(history: dict, i: int = -1) -> str:
-    """One readable line for epoch i of a history."""
-    parts = [f"epoch {history['epoch'][i]:>2}: train loss {history['train_loss'][i]:.4f} "
-             f"acc {history['train_accuracy'][i]:.4f}"]
+def format_epoch(row: dict) -> str:
+    """One readable line for one epoch's row of a history."""
+    parts = [f"epoch {row['epoch']:>2}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}"]
     for split in ("val", "test"):
-        if f"{split}_loss" in history:
-            parts.append(f"{split} loss {history[f'{split}_loss'][i]:.4f} acc {history[f'{split}_accuracy'][i]:.4f}")
-    parts.append(f"{history['seconds'][i]:.1f}s")
+        if f"{split}_loss" in row:
+            parts.append(f"{split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_accuracy']:.4f}")
+    parts.append(f"{row['seconds']:.1f}s")
     return " | ".join(parts)
 
 
 # =========================================================================== checkpoints
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(CourseError):
     """A checkpoint's weights do not fit the model it is loaded into."""
+
+
+class CheckpointError(CourseError):
+    """A checkpoint file is missing, unreadable, or not a PyTorch checkpoint."""
 
 
 def atomic_write(path: str | Path, write, mode: str = "wb") -> None:
@@ -660,6 +755,7 @@ def atomic_write(path: str | Path, write, mode: str = "wb") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, file_mode(path))  # mkstemp makes the file private (0600); the rename would keep that
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -668,6 +764,16 @@ def atomic_write(path: str | Path, write, mode: str = "wb") -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_mode(path: Path) -> int:
+    """The permission bits `path` should have: the existing file's, or the default for a new file."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # the only way to read the umask is to set it
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_save(obj, path: str | Path) -> None:
@@ -681,38 +787,45 @@ def best_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.best{path.suffix}")
 
 
-def training_state(model, optimizer, scheduler, history: dict, extra: dict | None = None) -> dict:
+def training_state(model, optimizer, scheduler, history: list[dict], extra: dict | None = None) -> dict:
     """Everything needed to resume: weights, optimiser, scheduler, epoch, history, best metric."""
-    val = history.get("val_loss", [])
+    val = [row["val_loss"] for row in history if "val_loss" in row]
     return {
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "epoch": history["epoch"][-1] if history["epoch"] else 0,
+        "epoch": history[-1]["epoch"] if history else 0,
         "history": history,
         "best_val_loss": min(val) if val else None,
         "extra": extra or {},
     }
 
 
-def save_training_state(path, model, optimizer, scheduler, history: dict, extra: dict | None = None) -> None:
+def save_training_state(path, model, optimizer, scheduler, history: list[dict], extra: dict | None = None) -> None:
     """Save the last state to `path`, and to `best_path(path)` when validation loss improved."""
     state = training_state(model, optimizer, scheduler, history, extra)
     atomic_save(state, path)
-    val = history.get("val_loss", [])
-    if val and val[-1] <= min(val):
+    if history and "val_loss" in history[-1] and history[-1]["val_loss"] <= state["best_val_loss"]:
         atomic_save(state, best_path(path))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint safely (weights_only=True); clear errors for missing or broken files."""
+    """Load a checkpoint safely (weights_only=True); one clear CheckpointError for a missing or foreign file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (expected a file written by torch.save)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} holds Python objects other than tensors, numbers, strings and containers; the course "
+            "loads only such plain checkpoints (weights_only=True), as written by train.py and utils"
+        ) from None
     except Exception as err:
-        raise ValueError(f"checkpoint {path} could not be read ({type(err).__name__}: {err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first})") from None
 
 
 def load_weights(model: nn.Module, state_dict: dict) -> None:
@@ -741,11 +854,6 @@ def write_json(path: str | Path, obj) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), mode="w")
 
 
-def history_rows(history: dict) -> list[dict]:
-    """A history of per-metric lists as one dict per epoch (for JSON and tables)."""
-    return [dict(zip(history, values)) for values in zip(*history.values())]
-
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside a DistributedDataParallel (or similar) wrapper."""
     return getattr(model, "module", model)
@@ -770,11 +878,16 @@ def _conv_geometry(args, kwargs) -> tuple[int, int, int]:
     return weight.shape[-1], _pair(stride), _pair(dilation)
 
 
-def _pool_geometry(args, kwargs) -> tuple[int, int, int]:
-    """(kernel, stride, dilation) of an F.max_pool2d / avg_pool2d call (stride defaults to kernel)."""
+def _pool_geometry(op: str, args, kwargs) -> tuple[int, int, int]:
+    """(kernel, stride, dilation) of an F.max_pool2d / avg_pool2d call (stride defaults to kernel).
+
+    Only max pooling has a dilation (5th argument); avg_pool2d's 5th argument is ceil_mode.
+    """
     kernel = _pair(args[1] if len(args) > 1 else kwargs["kernel_size"])
     stride = args[2] if len(args) > 2 else kwargs.get("stride")
-    dilation = args[4] if len(args) > 4 and isinstance(args[4], (int, tuple)) else kwargs.get("dilation", 1)
+    dilation = 1
+    if "max" in op:
+        dilation = args[4] if len(args) > 4 else kwargs.get("dilation", 1)
     return kernel, _pair(stride) if stride not in (None, [], ()) else kernel, _pair(dilation)
 
 
@@ -805,7 +918,7 @@ def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28), sho
             if op == "conv2d":
                 geometry = _conv_geometry(args, kwargs)
             elif op in POOL_OPS:
-                geometry = _pool_geometry(args, kwargs)
+                geometry = _pool_geometry(op, args, kwargs)
             if geometry and state["rf"] != "all":
                 kernel, stride, dilation = geometry
                 state["rf"] += (kernel - 1) * dilation * state["jump"]
@@ -857,7 +970,10 @@ def format_layer_table(rows: list[dict]) -> str:
 
 
 def summary(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -> None:
-    """torchsummary's table on any machine (it assumes CUDA by default; we pass the model's device)."""
+    """torchsummary's table on any machine (it assumes CUDA by default; we pass the model's device).
+
+    Runs in eval mode without gradients, so its dummy batch leaves BatchNorm statistics alone.
+    """
     import copy
 
     from torchsummary import summary as torchsummary_summary
@@ -865,7 +981,13 @@ def summary(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -> None
     device = next(model.parameters()).device
     if device.type not in ("cpu", "cuda"):  # torchsummary builds its dummy input on CPU or CUDA only
         model, device = copy.deepcopy(model).cpu(), torch.device("cpu")
-    torchsummary_summary(model, input_size, device=device.type)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            torchsummary_summary(model, input_size, device=device.type)
+    finally:
+        model.train(was_training)
 
 
 # =========================================================================== predictions and plots
@@ -895,16 +1017,18 @@ def unnormalize(images: torch.Tensor, name: str) -> torch.Tensor:
     return (images * info["std"] + info["mean"]).clamp(0, 1)
 
 
-def plot_history(history: dict, title: str = "Training history"):
+def plot_history(history: list[dict], title: str = "Training history"):
     """Loss and accuracy per epoch (train, and validation/test where present); returns the figure."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for split in ("train", "val", "test"):
-        if f"{split}_loss" in history:
-            ax_loss.plot(history["epoch"], history[f"{split}_loss"], marker="o", label=split)
-            ax_acc.plot(history["epoch"], history[f"{split}_accuracy"], marker="o", label=split)
+        rows = [row for row in history if f"{split}_loss" in row]
+        if rows:
+            epochs = [row["epoch"] for row in rows]
+            ax_loss.plot(epochs, [row[f"{split}_loss"] for row in rows], marker="o", label=split)
+            ax_acc.plot(epochs, [row[f"{split}_accuracy"] for row in rows], marker="o", label=split)
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         ax.set(title=f"{metric.capitalize()} per epoch", xlabel="epoch", ylabel=metric)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

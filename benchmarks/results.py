@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             results["rows"][name] = row
             results.update(torch=torch.__version__, python=platform.python_version())
             utils.write_json(path, results)  # after every configuration: a crash keeps what is done
-            print(f"== {name}: median {100 * row['median_accuracy']:.2f}% in {time.perf_counter() - tic:.0f} s\n")
+            print(f"== {name}: median {percent(row['median_accuracy'])} in {time.perf_counter() - tic:.0f} s\n")
     if args.ablation:
         reference = load_results(RESULTS_JSON)["rows"].get("compact", {})
         print(ablation_table(results, reference))

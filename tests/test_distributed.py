@@ -1,4 +1,4 @@
-"""train.py under torchrun: 2 CPU processes (Gloo), DDP, sharded data, reduced metrics."""
+"""train.py under torchrun: 2 CPU processes (Gloo), DDP with a BatchNorm model, sharded data, reduced metrics."""
 
 import json
 import os
@@ -12,7 +12,8 @@ import torch
 import utils
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMON = ["--model", "fashion", "--dataset", "fashion_mnist", "--epochs", "1", "--limit", "4000"]
+# compact has BatchNorm: its running statistics are buffers that each rank updates on its own batches.
+COMMON = ["--model", "compact", "--dataset", "mnist", "--epochs", "2", "--limit", "4000"]
 
 
 def run(cmd: list[str], out: Path) -> dict:
@@ -30,12 +31,12 @@ def two_process_run(data_root, tmp_path_factory) -> dict:
 
 
 def test_two_processes_complete_and_report_world_size(two_process_run):
-    assert two_process_run["world_size"] == 2 and two_process_run["effective_batch_size"] == 200
+    assert two_process_run["world_size"] == 2 and two_process_run["effective_batch_size"] == 256
     assert two_process_run["test_total"] == 2000  # smoke test set, split across ranks and summed back
 
 
-def test_both_ranks_end_with_identical_weights(two_process_run):
-    checksums = two_process_run["weight_checksums"]
+def test_both_ranks_end_with_identical_weights_and_batchnorm_statistics(two_process_run):
+    checksums = two_process_run["weight_checksums"]  # sums over parameters and buffers (running mean/var)
     assert len(checksums) == 2 and checksums[0] == checksums[1] and two_process_run["weights_in_sync"]
 
 
@@ -45,7 +46,7 @@ def test_ranks_together_see_every_training_sample_once(two_process_run):
 
 
 def test_accuracy_matches_a_single_process_with_the_same_total_batch(two_process_run, tmp_path):
-    single = run([sys.executable, "train.py", *COMMON, "--batch-size", "200"], tmp_path / "single.json")
+    single = run([sys.executable, "train.py", *COMMON, "--batch-size", "256"], tmp_path / "single.json")
     assert single["world_size"] == 1
     assert single["test_accuracy"] > 0.5 and two_process_run["test_accuracy"] > 0.5
     assert abs(single["test_accuracy"] - two_process_run["test_accuracy"]) < 0.08

@@ -74,6 +74,9 @@ def test_all_mirrors_failing_gives_the_offline_message(serve, tmp_path, monkeypa
     message = str(info.value)
     assert str(tmp_path / "root") in message and "DATA_DIR" in message
     assert all(name in message for name in utils.RAW_FILES)
+    # What each mirror answered, not an empty "Error downloading ...:" fragment:
+    assert "HTTP Error 404" in message and "Connection refused" in message and "Error downloading" not in message
+    assert not (tmp_path / "root").exists()  # no empty MNIST/raw folders left behind
 
 
 def test_read_only_data_root_is_not_written(data_root):

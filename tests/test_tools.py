@@ -43,11 +43,17 @@ def test_loading_into_another_architecture_names_keys_and_shapes(tmp_path):
 
 
 def test_missing_or_garbage_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(utils.CheckpointError, match=r"checkpoint .*nope.pt does not exist"):
         utils.load_checkpoint(tmp_path / "nope.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="could not be read"):
+    with pytest.raises(utils.CheckpointError) as info:
         utils.load_checkpoint(tmp_path / "bad.pt")
+    expected = f"{tmp_path / 'bad.pt'} is not a PyTorch checkpoint (expected a file written by torch.save)"
+    assert str(info.value) == expected
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")  # a whole module: not weights-only
+    with pytest.raises(utils.CheckpointError) as info:
+        utils.load_checkpoint(tmp_path / "pickled.pt")
+    assert "other than tensors" in str(info.value) and "weights_only=False" not in str(info.value)
 
 
 def final_weights(path) -> dict:
@@ -70,10 +76,12 @@ def test_resume_after_epoch_two_equals_an_uninterrupted_run(data_root, tmp_path)
     assert best["best_val_loss"] == min(r["val_loss"] for r in history)
 
 
-def test_resume_into_another_model_is_refused(data_root, tmp_path):
+def test_resume_into_another_model_is_refused(data_root, tmp_path, capsys):
     ck = tmp_path / "ck.pt"
     assert train.main(["--model", "compact", "--limit", "200", "--epochs", "1", "--save", str(ck)]) == 0
-    assert train.main(["--model", "fashion", "--limit", "200", "--epochs", "2", "--resume", str(ck)]) == 1
+    with pytest.raises(SystemExit) as info:
+        train.main(["--model", "fashion", "--epochs", "2", "--resume", str(ck)])
+    assert info.value.code == 2 and "--model fashion (checkpoint: compact)" in capsys.readouterr().err
 
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(data_root, tmp_path, capsys):
@@ -120,8 +128,8 @@ def test_confusion_matrix_equals_a_manual_count(predictions):
 
 def test_plots_have_titles_labels_and_axes(predictions):
     net, loaders, probs, targets = predictions
-    history = {"epoch": [1, 2], "train_loss": [1.0, 0.5], "train_accuracy": [0.6, 0.8],
-               "test_loss": [0.9, 0.6], "test_accuracy": [0.65, 0.78]}
+    history = [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.6, "test_loss": 0.9, "test_accuracy": 0.65},
+               {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.6, "test_accuracy": 0.78}]
     fig = utils.plot_history(history)
     assert len(fig.axes) == 2 and all(ax.get_title() and ax.get_xlabel() == "epoch" for ax in fig.axes)
     images, labels = next(iter(loaders.test))

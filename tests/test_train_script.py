@@ -31,6 +31,9 @@ def test_smoke_run_writes_sane_json(data_root, tmp_path):
     assert result["test_accuracy"] > 0.25  # chance is 0.1; 2 smoke epochs are only 32 steps
     assert {"train_loss", "test_loss", "test_accuracy", "seconds"} <= set(result["history"][0])
     assert f"test accuracy {100 * result['test_accuracy']:.2f}% ({result['test_correct']}/" in proc.stdout
+    assert "SMOKE MODE" in proc.stdout  # a leftover COURSE_SMOKE=1 cannot go unnoticed
+    assert "recipe: sgd lr 0.1 momentum 0.9, weight decay 0, OneCycleLR, batch 128, 2 epochs" in proc.stdout
+    assert result["weight_checksums"] is None and result["weights_in_sync"]  # checksums only under DDP
 
 
 def test_unknown_model_lists_choices():
@@ -64,4 +67,5 @@ def test_recipe_supplies_defaults_and_flags_override_them():
     args = train.parse_args(["--model", "fashion_best", "--no-augment", "--scheduler", "step", "--dataset", "mnist"])
     assert (args.augment, args.scheduler, args.dataset) == ("none", "step", "mnist")
     args = train.parse_args([])  # the default model's recipe: compact, OneCycleLR, the data set's augmentation
+    assert (args.seed, args.val_size, args.loader, args.device, args.gamma) == (1, 0, "fast", "auto", 0.1)
     assert (args.model, args.dataset, args.scheduler, args.augment) == ("compact", "mnist", "onecycle", "default")

@@ -1,0 +1,349 @@
+"""Reliability of train.py and utils: MPS-safe dtypes, resume checks, file modes, NaN guard, early errors."""
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from torch.utils._python_dispatch import TorchDispatchMode
+from torchvision.transforms import InterpolationMode
+
+import model
+import train
+import utils
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU = torch.device("cpu")
+SMALL = ["--limit", "600", "--epochs", "2"]
+
+
+def exit_message(argv: list[str], capsys) -> str:
+    """Run train.main, expect argparse's exit status 2, and return what it printed to stderr."""
+    with pytest.raises(SystemExit) as info:
+        train.main(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+def weights(path) -> dict:
+    return utils.load_checkpoint(path)["model"]
+
+
+# --------------------------------------------------------------------------- 1. Apple MPS: no float64 on the device
+
+
+class NoFloat64(TorchDispatchMode):
+    """Records every op that produces a float64 tensor, as MPS would refuse it."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        if any(isinstance(t, torch.Tensor) and t.dtype == torch.float64 for t in outs):
+            self.ops.append(str(func))
+        return out
+
+
+@pytest.mark.parametrize("loader", ["fast", "torchvision"])
+def test_a_whole_run_creates_no_float64_tensor(data_root, tmp_path, loader):
+    # The training device here is the CPU, so any float64 tensor would be one on the training device.
+    args = train.parse_args(["--limit", "300", "--epochs", "1", "--val-size", "100", "--loader", loader,
+                             "--json", str(tmp_path / "out.json"), "--save", str(tmp_path / "ck.pt")])
+    with NoFloat64() as guard:
+        result = train.run(args)
+    assert guard.ops == [], f"float64 tensors (unsupported on Apple MPS) made by {sorted(set(guard.ops))}"
+    assert result["test_accuracy"] > 0
+
+
+def test_fast_loader_draws_shuffle_and_augmentation_on_a_cpu_generator(data_root):
+    loader = utils.TensorLoader(utils.get_dataset("mnist", True, limit=256), "mnist", CPU, 64, shuffle=True,
+                                augment=True, seed=3)
+    assert loader.generator.device.type == "cpu"
+    theta = utils.augment_theta(8, 28, torch.Generator().manual_seed(0))
+    assert theta.device.type == "cpu" and theta.dtype == torch.float32 and theta.shape == (8, 2, 3)
+
+
+def test_ranks_shuffle_alike_but_draw_their_own_augmentation(data_root):
+    ds = utils.get_dataset("mnist", True, limit=512)
+    ranks = [utils.TensorLoader(ds, "mnist", CPU, 64, shuffle=True, augment=True, seed=1, rank=r, world_size=2)
+             for r in (0, 1)]
+    orders = []
+    for loader in ranks:
+        loader.set_epoch(2)
+        orders.append(loader.order())
+    assert sorted(torch.cat(orders).tolist()) == list(range(512))  # one shared permutation, split in two
+    thetas = [utils.augment_theta(64, 28, loader.generator) for loader in ranks]
+    assert not torch.allclose(thetas[0], thetas[1])  # not the same rotation for each rank's k-th sample
+
+
+def test_dropout_seed_differs_per_rank(monkeypatch):
+    loader = object()
+    utils.seed_epoch(5, 3, loader)
+    rank0 = torch.initial_seed()
+    monkeypatch.setattr(utils, "process_rank", lambda: 1)
+    utils.seed_epoch(5, 3, loader)
+    assert torch.initial_seed() != rank0
+    assert rank0 == 5 * 10_000 + 3  # rank 0 (and single-process runs) keep the old seeds: stored results stand
+
+
+# --------------------------------------------------------------------------- 2. resume refuses what it cannot honour
+
+
+@pytest.fixture(scope="module")
+def sgd_checkpoint(data_root, tmp_path_factory) -> Path:
+    """An MLP run of 2 (of later 3) epochs with StepLR, validation split and a non-default seed."""
+    ck = tmp_path_factory.mktemp("resume") / "ck.pt"
+    argv = ["--model", "mlp", "--limit", "600", "--val-size", "100", "--seed", "4", "--epochs", "2",
+            "--scheduler", "step", "--save", str(ck)]
+    assert train.main(argv) == 0
+    return ck
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--lr", "0.5"], ["--lr 0.5 (checkpoint: 0.05)"]),
+    (["--optimizer", "adam"], ["--optimizer adam (checkpoint: sgd)"]),
+    (["--seed", "1", "--val-size", "50", "--limit", "500", "--batch-size", "64"],
+     ["--batch-size 64 (checkpoint: 128)", "--limit 500 (checkpoint: 600)", "--seed 1 (checkpoint: 4)",
+      "--val-size 50 (checkpoint: 100)"]),
+])
+def test_resume_with_a_changed_option_is_refused_naming_it(sgd_checkpoint, capsys, extra, named):
+    before = sgd_checkpoint.read_bytes()
+    err = exit_message(["--resume", str(sgd_checkpoint), "--epochs", "3", *extra], capsys)
+    assert "cannot resume" in err and all(text in err for text in named), err
+    assert "Traceback" not in err and "KeyError" not in err
+    assert sgd_checkpoint.read_bytes() == before
+
+
+def test_resume_takes_the_checkpoints_options(sgd_checkpoint, tmp_path):
+    resumed = tmp_path / "ck.pt"
+    resumed.write_bytes(sgd_checkpoint.read_bytes())
+    args = train.parse_args(["--resume", str(resumed), "--epochs", "3"])
+    assert (args.model, args.seed, args.val_size, args.limit, args.lr) == ("mlp", 4, 100, 600, 0.05)
+    out = tmp_path / "out.json"
+    assert train.main(["--resume", str(resumed), "--epochs", "3", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [row["epoch"] for row in result["history"]] == [1, 2, 3]
+    assert all("val_loss" in row for row in result["history"])
+    assert result["args"]["seed"] == 4 and result["args"]["lr"] == 0.05  # what the run really used
+    history = utils.load_checkpoint(resumed)["history"]
+    assert isinstance(history, list) and [row["epoch"] for row in history] == [1, 2, 3]
+
+
+def test_resume_cannot_shorten_a_run(sgd_checkpoint, capsys):
+    err = exit_message(["--resume", str(sgd_checkpoint), "--epochs", "1"], capsys)
+    assert "already holds 2 epochs" in err
+
+
+def test_onecycle_run_interrupted_and_resumed_equals_an_unbroken_one(data_root, tmp_path, monkeypatch):
+    common = ["--model", "compact", "--limit", "400", "--epochs", "3", "--scheduler", "onecycle"]
+    assert train.main([*common, "--save", str(tmp_path / "full.pt")]) == 0
+    real_save = utils.save_training_state
+
+    def save_then_stop(path, model, optimizer, scheduler, history, extra=None):
+        real_save(path, model, optimizer, scheduler, history, extra)
+        if history[-1]["epoch"] == 2:
+            raise KeyboardInterrupt("interrupted after epoch 2")
+
+    monkeypatch.setattr(utils, "save_training_state", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train.main([*common, "--save", str(tmp_path / "part.pt")])
+    monkeypatch.undo()
+    assert utils.load_checkpoint(tmp_path / "part.pt")["epoch"] == 2
+    assert train.main(["--resume", str(tmp_path / "part.pt")]) == 0  # OneCycleLR state loads weights_only
+    full, resumed = weights(tmp_path / "full.pt"), weights(tmp_path / "part.pt")
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+def test_resume_with_dataloader_workers_equals_an_unbroken_run(data_root, tmp_path):
+    common = ["--model", "mlp", "--limit", "400", "--loader", "torchvision", "--num-workers", "1",
+              "--scheduler", "step"]
+    assert train.main([*common, "--epochs", "2", "--save", str(tmp_path / "full.pt")]) == 0
+    assert train.main([*common, "--epochs", "1", "--save", str(tmp_path / "part.pt")]) == 0
+    assert train.main(["--resume", str(tmp_path / "part.pt"), "--epochs", "2"]) == 0
+    full, resumed = weights(tmp_path / "full.pt"), weights(tmp_path / "part.pt")
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    assert "persistent_workers" not in utils.loader_kwargs(CPU, num_workers=2)
+
+
+# --------------------------------------------------------------------------- 4. written files keep normal modes
+
+
+def test_atomic_write_gives_new_files_the_default_mode_and_keeps_an_existing_mode(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        utils.write_json(tmp_path / "new.json", {"a": 1})
+        assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o644
+        existing = tmp_path / "ck.pt"
+        existing.write_bytes(b"")
+        existing.chmod(0o640)
+        utils.atomic_save({"w": torch.ones(1)}, existing)
+        assert stat.S_IMODE(existing.stat().st_mode) == 0o640
+    finally:
+        os.umask(umask)
+
+
+# --------------------------------------------------------------------------- 5. no diverged checkpoint
+
+
+def test_an_epoch_whose_last_step_breaks_the_weights_is_not_saved(data_root, tmp_path):
+    torch.manual_seed(0)
+    net = model.MLP()
+    loaders = utils.get_loaders("mnist", 100, CPU, limit=300, test_limit=200, loader="fast")
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+    steps = {"n": 0}
+    real_step = optimizer.step
+
+    def step_that_breaks_at_the_end_of_epoch_two():
+        real_step()
+        steps["n"] += 1
+        if steps["n"] == 2 * len(loaders.train):  # the very last step of epoch 2, after its loss was computed
+            with torch.no_grad():
+                net.output.weight.fill_(float("nan"))
+
+    optimizer.step = step_that_breaks_at_the_end_of_epoch_two
+    ck = tmp_path / "ck.pt"
+    with pytest.raises(utils.NonFiniteLossError, match="epoch 2 ended with a non-finite test_loss"):
+        utils.fit(net, loaders.train, loaders.test, optimizer, 3, CPU, checkpoint=ck, verbose=False)
+    state = utils.load_checkpoint(ck)
+    assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_divergence_without_a_checkpoint_does_not_claim_one(data_root, tmp_path, capsys):
+    ck = tmp_path / "never.pt"
+    assert train.main(["--model", "mlp", "--limit", "500", "--epochs", "1", "--lr", "1e12", "--save", str(ck)]) == 1
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "last good checkpoint" not in err and not ck.exists()
+
+
+def test_training_reads_numbers_back_only_every_few_batches(data_root, monkeypatch):
+    net = model.MLP()
+    loader = utils.get_loaders("mnist", 10, CPU, limit=1000, loader="fast").train  # 100 batches
+    calls = {"n": 0}
+    real_item = torch.Tensor.item
+
+    def counting_item(self):
+        calls["n"] += 1
+        return real_item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    utils.train_epoch(net, loader, torch.optim.SGD(net.parameters(), lr=0.01), CPU)
+    assert calls["n"] <= 8, f"{calls['n']} host syncs for 100 batches"
+
+
+# --------------------------------------------------------------------------- 7. fail before training, not after
+
+
+def test_bad_options_fail_at_once_naming_the_flag(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data"))  # had data loading started, this would fail first
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("")
+    cases = {
+        ("--json", str(a_file / "out.json")): "--json",
+        ("--save", str(tmp_path)): "is a directory",
+        ("--step-size", "0"): "--step-size must be a positive integer, got 0",
+        ("--val-size", "-5"): "--val-size must be between 0 and",
+        ("--limit", "100", "--val-size", "100"): "--val-size must be between 0 and 99",
+        ("--resume", str(tmp_path / "missing.pt")): "does not exist",
+        ("--lr", "0"): "--lr and --gamma must be positive",
+        ("--momentum", "1.5"): "--momentum must be in [0, 1)",
+        ("--num-workers", "-1"): "--num-workers must be 0 or more",
+    }
+    for argv, expected in cases.items():
+        err = exit_message(list(argv), capsys)
+        assert expected in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "no-data").exists()
+
+
+def test_garbage_resume_file_is_not_a_pytorch_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("hello")
+    err = exit_message(["--resume", str(bad)], capsys)
+    assert "is not a PyTorch checkpoint" in err and "weights_only" not in err
+    torch.save({"weights": torch.ones(2)}, tmp_path / "plain.pt")
+    err = exit_message(["--resume", str(tmp_path / "plain.pt")], capsys)
+    assert "not a checkpoint written by train.py --save" in err
+
+
+def test_options_that_do_nothing_warn(capsys):
+    train.parse_args(["--optimizer", "adam", "--momentum", "0.5", "--num-workers", "2",
+                      "--scheduler", "onecycle", "--step-size", "3"])
+    err = capsys.readouterr().err
+    assert "warning: --momentum" in err and "warning: --num-workers" in err and "warning: --step-size" in err
+    train.parse_args(["--optimizer", "sgd", "--momentum", "0.5"])
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_main_catches_only_the_courses_own_errors(monkeypatch):
+    def bug(args):
+        raise ValueError("a bug, not a user error")
+
+    monkeypatch.setattr(train, "run", bug)
+    with pytest.raises(ValueError, match="a bug"):
+        train.main(["--epochs", "1"])
+
+
+# --------------------------------------------------------------------------- 8. smaller faults
+
+
+def test_results_survive_every_seed_diverging(data_root, tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import results
+
+    monkeypatch.setitem(results.CONFIGS, "mlp", {"args": ["--model", "mlp", "--lr", "1e12"], "seeds": [1, 2]})
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{results.TABLE_START}\n{results.TABLE_END}\n")
+    out = tmp_path / "r.json"
+    argv = ["--only", "mlp", "--epochs", "1", "--device", "cpu", "--json", str(out), "--readme", str(readme)]
+    assert results.main(argv) == 0
+    assert json.loads(out.read_text())["rows"]["mlp"]["diverged"] == 2
+    assert "== mlp: median diverged" in capsys.readouterr().out
+
+
+def test_summary_leaves_batchnorm_statistics_and_mode_alone(capsys):
+    net = model.CompactNet().train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    utils.summary(net)
+    assert "Total params: 5,862" in capsys.readouterr().out
+    assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_avg_pool_ceil_mode_is_not_read_as_dilation():
+    class AvgPoolNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 3)
+
+        def forward(self, x):
+            x = F.avg_pool2d(self.conv(x), 2, 2, 0, False)  # 5th argument: ceil_mode, not dilation
+            return F.max_pool2d(x, 3, 1, 0, 2)                # 5th argument: dilation 2
+
+    rows = utils.layer_table(AvgPoolNet(), show=False)
+    assert [(r["rf"], r["jump"]) for r in rows] == [(3, 1), (4, 2), (12, 2)]
+
+
+# --------------------------------------------------------------------------- 9. augmentation equals torchvision's
+
+
+def test_rotation_and_zoom_equal_torchvisions_bilinear_versions(data_root):
+    images = utils.get_dataset("mnist", True, limit=8, transform=TF.to_tensor)
+    x = torch.stack([images[i][0] for i in range(8)])
+    n = len(x)
+    theta = utils.augment_theta(n, 28, torch.Generator().manual_seed(0), degrees=15.0, crop_p=0.0)
+    angles = torch.atan2(theta[:, 1, 0], theta[:, 0, 0]) * 180 / torch.pi
+    ours = utils.augment_batch(x, torch.Generator().manual_seed(0), degrees=15.0, crop_p=0.0)
+    for i in range(n):
+        theirs = TF.rotate(x[i], float(angles[i]), interpolation=InterpolationMode.BILINEAR, fill=0)
+        assert (ours[i] - theirs).abs().max() < 1e-4, i  # the same warp, up to float rounding
+    zoomed = utils.augment_batch(x, torch.Generator().manual_seed(0), degrees=0.0, crop_p=1.0)
+    theirs = TF.resize(TF.center_crop(x, 22), [28, 28], interpolation=InterpolationMode.BILINEAR, antialias=False)
+    # Equal inside; in the outermost ring of pixels torchvision's resize repeats the crop's edge pixel,
+    # while our warp interpolates with the real pixel just outside the crop (a digit stroke can be there).
+    assert (zoomed - theirs)[..., 1:-1, 1:-1].abs().max() < 1e-4
