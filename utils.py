@@ -612,7 +612,8 @@ def train_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
-    bar = tqdm(loader, desc=desc, mininterval=0.5, disable=not is_main_process())
+    # stdout, not tqdm's default stderr: Jupyter shows stderr as an error box
+    bar = tqdm(loader, desc=desc, mininterval=0.5, disable=not is_main_process(), file=sys.stdout)
     for step, (images, labels) in enumerate(bar, start=1):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -661,7 +662,7 @@ def seed_epoch(seed: int, epoch: int, loader) -> None:
 
     Makes each epoch depend only on (seed, epoch) and the weights, so a run resumed from a
     checkpoint after epoch k continues exactly like the uninterrupted run would have (bit for bit
-    on the CPU; GPU kernels may sum in a different order from run to run). In a distributed run
+    on the same CPU; GPU kernels may sum in a different order from run to run). In a distributed run
     each rank gets its own dropout stream; the shuffle stays the same on every rank.
     """
     torch.manual_seed(seed * 10_000 + epoch + RANK_SEED_STRIDE * process_rank())

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from float64_guard import Float64Guard
 
 import model
 import train
@@ -21,21 +21,6 @@ DEVICES = [
     pytest.param("mps", marks=[pytest.mark.mps,
                                pytest.mark.skipif(not torch.backends.mps.is_available(), reason="no Apple MPS here")]),
 ]
-
-
-class DeviceFloat64(TorchDispatchMode):
-    """Records ops that make a float64 tensor on an accelerator (MPS has no float64)."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        outs = out if isinstance(out, (tuple, list)) else [out]
-        if any(isinstance(t, torch.Tensor) and t.dtype == torch.float64 and t.device.type != "cpu" for t in outs):
-            self.ops.append(str(func))
-        return out
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -70,7 +55,7 @@ def test_train_py_runs_on_the_device_without_float64_and_resumes_on_the_cpu(data
     out, ck = tmp_path / "out.json", tmp_path / "ck.pt"
     args = train.parse_args(["--device", device, "--loader", loader, "--epochs", "2", "--limit", "1000",
                              "--val-size", "200", "--save", str(ck), "--json", str(out)])
-    with DeviceFloat64() as guard:
+    with Float64Guard(include_cpu=False) as guard:
         result = train.run(args)
     assert guard.ops == [], sorted(set(guard.ops))
     assert result["device"].startswith(device) and result["test_accuracy"] > 0.2

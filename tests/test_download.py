@@ -1,9 +1,18 @@
-"""The real download path (fetch -> verify MD5 -> extract) against loopback HTTP mirrors."""
+"""The real download path (fetch -> verify MD5 -> extract) against loopback HTTP mirrors.
+
+The mirror is built from the data root's own IDX files: gzipped into a temporary folder, with
+torchvision's expected MD5 sums replaced by those of the new .gz files. Nothing else is needed.
+"""
 
 import functools
+import gzip
+import hashlib
 import http.server
+import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -12,8 +21,7 @@ from torchvision import datasets
 
 import utils
 
-# The original compressed files: $COURSE_MIRROR_DIR, or mirror/FashionMNIST beside the data root.
-MIRROR = Path(os.environ.get("COURSE_MIRROR_DIR") or utils.data_root().parent / "mirror" / "FashionMNIST")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -38,11 +46,25 @@ def serve():
         server.server_close()
 
 
+@pytest.fixture(scope="session")
+def gzipped(data_root, tmp_path_factory) -> tuple[Path, list[tuple[str, str]]]:
+    """The data root's Fashion-MNIST IDX files gzipped into a folder, with their (file name, MD5) list."""
+    folder = tmp_path_factory.mktemp("mirror")
+    resources = []
+    for name in utils.RAW_FILES:
+        data = gzip.compress((utils.raw_folder("fashion_mnist", data_root) / name).read_bytes(),
+                             compresslevel=1, mtime=0)
+        (folder / f"{name}.gz").write_bytes(data)
+        resources.append((f"{name}.gz", hashlib.md5(data).hexdigest()))
+    return folder, resources
+
+
 @pytest.fixture
-def mirror() -> Path:
-    if not MIRROR.is_dir():
-        pytest.fail(f"{MIRROR} is missing: set COURSE_MIRROR_DIR to a folder with the four FashionMNIST .gz files")
-    return MIRROR
+def mirror(gzipped, monkeypatch) -> Path:
+    """A folder to serve as a Fashion-MNIST mirror; torchvision is told to expect its files' MD5s."""
+    folder, resources = gzipped
+    monkeypatch.setattr(datasets.FashionMNIST, "resources", resources)
+    return folder
 
 
 def test_download_verify_extract_then_load(serve, mirror, tmp_path, monkeypatch):
@@ -55,7 +77,7 @@ def test_download_verify_extract_then_load(serve, mirror, tmp_path, monkeypatch)
 def test_corrupted_first_mirror_falls_back_to_the_second(serve, mirror, tmp_path, monkeypatch):
     bad = tmp_path / "bad"
     bad.mkdir()
-    for gz in mirror.glob("*.gz"):
+    for gz in sorted(mirror.glob("*.gz")):
         (bad / gz.name).write_bytes(gz.read_bytes()[:-100] + b"x" * 100)  # same size, wrong MD5
     monkeypatch.setattr(datasets.FashionMNIST, "mirrors", [serve(bad), serve(mirror)])
     ds = utils.get_dataset("fashion_mnist", train=True, root=tmp_path / "root", limit=10)
@@ -91,3 +113,26 @@ def test_copy_of_data_root_loads_like_the_original(data_root, tmp_path):
     a = utils.get_dataset("mnist", train=False, root=tmp_path)[0][0]
     b = utils.get_dataset("mnist", train=False, root=data_root)[0][0]
     assert (a == b).all()
+
+
+def test_pytest_fetches_missing_data_at_session_start(serve, mirror, tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    monkeypatch.setattr(datasets.FashionMNIST, "mirrors", [serve(mirror)])
+    root = tmp_path / "data"
+    shutil.copytree(utils.raw_folder("mnist", utils.data_root()), utils.raw_folder("mnist", root))
+    monkeypatch.setenv("DATA_DIR", str(root))
+    conftest.fetch_data()  # MNIST is there; Fashion-MNIST comes from the (loopback) mirror
+    assert all((utils.raw_folder("fashion_mnist", root) / f).exists() for f in utils.RAW_FILES)
+
+
+def test_pytest_without_data_and_network_stops_at_once_with_one_message(tmp_path):
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "empty")}  # this session's proxies: a closed port
+    proc = subprocess.run([sys.executable, "-m", "pytest", "tests/test_models.py"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4 and out.count("ERROR: the tests need MNIST and Fashion-MNIST on disk.") == 1
+    assert out.count("DATA_DIR is") == 2 and "passed" not in out and "Traceback" not in out
+    assert "MNIST/raw" in out and "FashionMNIST/raw" in out and "t10k-labels-idx1-ubyte" in out
+    assert not (tmp_path / "empty").exists()  # no empty folders left behind

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
-from torch.utils._python_dispatch import TorchDispatchMode
+from float64_guard import Float64Guard
 from torchvision.transforms import InterpolationMode
 
 import model
@@ -37,27 +37,12 @@ def weights(path) -> dict:
 # --------------------------------------------------------------------------- 1. Apple MPS: no float64 on the device
 
 
-class NoFloat64(TorchDispatchMode):
-    """Records every op that produces a float64 tensor, as MPS would refuse it."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        outs = out if isinstance(out, (tuple, list)) else [out]
-        if any(isinstance(t, torch.Tensor) and t.dtype == torch.float64 for t in outs):
-            self.ops.append(str(func))
-        return out
-
-
 @pytest.mark.parametrize("loader", ["fast", "torchvision"])
 def test_a_whole_run_creates_no_float64_tensor(data_root, tmp_path, loader):
     # The training device here is the CPU, so any float64 tensor would be one on the training device.
     args = train.parse_args(["--limit", "300", "--epochs", "1", "--val-size", "100", "--loader", loader,
                              "--json", str(tmp_path / "out.json"), "--save", str(tmp_path / "ck.pt")])
-    with NoFloat64() as guard:
+    with Float64Guard() as guard:
         result = train.run(args)
     assert guard.ops == [], f"float64 tensors (unsupported on Apple MPS) made by {sorted(set(guard.ops))}"
     assert result["test_accuracy"] > 0

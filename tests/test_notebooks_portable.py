@@ -1,0 +1,169 @@
+"""The notebooks away from the course folder: Colab's fetch path, copied cells, stored outputs, repository URL."""
+
+import functools
+import http.server
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+
+import run_notebooks  # noqa: E402
+import set_course_repo  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def code_cells(path: Path) -> list[str]:
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.fixture(scope="module")
+def course_server():
+    """The repository served over HTTP on 127.0.0.1, like raw.githubusercontent.com serves it to Colab."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(ROOT)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+# --------------------------------------------------------------------------- Colab: a notebook alone
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_alone_in_an_empty_folder_fetches_the_course_and_runs(data_root, course_server, tmp_path, notebook):
+    folder = tmp_path / "content"  # like Colab's /content: the notebook and nothing else
+    folder.mkdir()
+    copy = folder / notebook.name
+    shutil.copy(notebook, copy)
+    set_course_repo.rewrite_notebook(copy, course_server)
+    nb = nbformat.read(copy, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    assert (folder / "utils.py").read_text() == (ROOT / "utils.py").read_text()  # fetched, byte for byte
+    assert (folder / "model.py").read_text() == (ROOT / "model.py").read_text()
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert errors == []
+    if notebook.name.startswith("07"):  # it reads the stored benchmark results from the repository too
+        assert (folder / "benchmarks" / "results.json").is_file()
+
+
+def test_a_failed_fetch_prints_what_to_do_instead_of_a_traceback(course_server, tmp_path):
+    setup = next(s for s in code_cells(NOTEBOOKS[0]) if "COURSE_REPO = " in s)
+    setup = set_course_repo.SETUP_LINE.sub(f'COURSE_REPO = "{course_server}/no-such-folder"', setup)
+    proc = subprocess.run([sys.executable, "-c", setup], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "Could not get utils.py" in proc.stdout and "HTTP Error 404" in proc.stdout
+    assert "Upload utils.py and model.py with the file browser" in proc.stdout
+    assert not (tmp_path / "utils.py").exists()  # an error page is never saved as a module
+
+
+def test_importable_course_is_used_and_never_overwritten(tmp_path):
+    setup = next(s for s in code_cells(NOTEBOOKS[0]) if "COURSE_REPO = " in s)
+    setup = set_course_repo.SETUP_LINE.sub('COURSE_REPO = "http://127.0.0.1:9/unreachable"', setup)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the course on PYTHONPATH, the cell run elsewhere
+    proc = subprocess.run([sys.executable, "-c", setup + "\nprint(utils.__file__)"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(ROOT / "utils.py") and list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- copied into a script
+
+
+def test_run_manager_cells_work_as_a_script_with_spawned_workers(data_root, tmp_path):
+    cells = code_cells(ROOT / "notebooks" / "04_fashion_mnist.ipynb")
+    script = tmp_path / "runs.py"
+    script.write_text("\n\n".join([next(s for s in cells if "COURSE_REPO = " in s),
+                                   next(s for s in cells if "RunBuilder.get_runs" in s),
+                                   next(s for s in cells if "def train_runs" in s)]) + "\n")
+    # macOS and Windows start DataLoader workers with "spawn": each worker imports the script again.
+    start = "import multiprocessing, runpy, sys; multiprocessing.set_start_method('spawn'); " \
+            "runpy.run_path(sys.argv[1], run_name='__main__')"
+    proc = subprocess.run([sys.executable, "-c", start, str(script)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "8 runs x 1 epochs on cpu" in proc.stdout and "bootstrapping phase" not in proc.stderr
+    assert multiprocessing.get_start_method() == "fork"  # the spawn method stayed in the child process
+
+
+# --------------------------------------------------------------------------- stored outputs
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_outputs_are_small_calm_and_anonymous(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    assert run_notebooks.problems(nb) == []  # no error output, no stderr stream, no path of a machine
+    for i, cell in enumerate(nb.cells):
+        streams = [o for o in cell.get("outputs", []) if o["output_type"] == "stream"]
+        assert len(streams) <= 2, f"cell {i} stores {len(streams)} stream outputs"
+        assert not any("\r" in o["text"] for o in streams), f"cell {i} stores progress-bar frames"
+        assert "raises-exception" not in cell.metadata.get("tags", []), f"cell {i}: Run all would stop here"
+
+
+def test_notebooks_ask_colab_for_a_gpu_runtime():
+    for notebook in NOTEBOOKS:
+        meta = json.loads(notebook.read_text())["metadata"]
+        assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType") == "T4", notebook.name
+
+
+def test_progress_bars_are_reduced_to_their_final_frame():
+    frames = "epoch 1/2:   0%|  | 0/3\repoch 1/2:  67%|# | 2/3\repoch 1/2: 100%|##| 3/3\nepoch 1: loss 0.5\n"
+    assert run_notebooks.final_frames(frames) == "epoch 1/2: 100%|##| 3/3\nepoch 1: loss 0.5\n"
+
+
+# --------------------------------------------------------------------------- the repository URL
+
+
+def test_every_setup_cell_and_badge_names_the_same_repository():
+    found = set_course_repo.settings(ROOT)
+    setups = {value for _, kind, value in found if kind == "setup"}
+    badges = {value for _, kind, value in found if kind == "badge"}
+    readme = {value for _, kind, value in found if kind == "readme"}
+    assert len(setups) == len(badges) == len(readme) == 1, found
+    owner, name, branch = re.match(r"`https://github\.com/([^/]+)/([^`]+)` \(branch `([^`]+)`\)", readme.pop()).groups()
+    expected = set_course_repo.urls(owner, name, branch)
+    assert setups == {f'COURSE_REPO = "{expected["raw"]}"'} and badges == {expected["badge"]}
+    assert sum(kind == "setup" for _, kind, _ in found) == len(NOTEBOOKS)
+    for notebook in NOTEBOOKS:  # each notebook's badge opens that notebook
+        assert f"{expected['badge']}{notebook.name})" in notebook.read_text()
+
+
+def test_set_course_repo_rewrites_every_place_and_nothing_else(tmp_path):
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    assert set_course_repo.main(["https://github.com/someone/my-course", "--branch", "dev", "--root",
+                                 str(tmp_path)]) == 0
+    values = {value for _, _, value in set_course_repo.settings(tmp_path)}
+    assert values == {'COURSE_REPO = "https://raw.githubusercontent.com/someone/my-course/dev"',
+                      "https://colab.research.google.com/github/someone/my-course/blob/dev/notebooks/",
+                      "`https://github.com/someone/my-course` (branch `dev`)"}
+    for path in [*sorted((tmp_path / "notebooks").glob("*.ipynb")), tmp_path / "README.md"]:
+        original = (ROOT / path.relative_to(tmp_path)).read_text()
+        changed = path.read_text().replace("someone/my-course/blob/dev", "pytorch-course/pytorch-course/blob/main")
+        changed = changed.replace("someone/my-course/dev", "pytorch-course/pytorch-course/main")
+        changed = changed.replace("`https://github.com/someone/my-course` (branch `dev`)",
+                                  "`https://github.com/pytorch-course/pytorch-course` (branch `main`)")
+        assert changed == original, path.name
+
+
+def test_set_course_repo_rejects_a_url_that_is_not_a_github_repository(capsys):
+    with pytest.raises(SystemExit):
+        set_course_repo.main(["https://gitlab.com/a/b"])
+    assert "expected a GitHub repository URL like https://github.com/OWNER/REPO" in capsys.readouterr().err
