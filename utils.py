@@ -597,6 +597,12 @@ def check_finite(loss_sum: float, seen: int, device: torch.device) -> None:
         )
 
 
+def progress_stream():
+    """Where progress bars go: stdout in Jupyter, which frames stderr as an error; stderr elsewhere,
+    so that `python train.py > log.txt` keeps the bars on the screen and the log clean."""
+    return sys.stdout if "ipykernel" in sys.modules else sys.stderr
+
+
 def train_epoch(
     model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
     desc: str = "train", scheduler=None, check_every: int = 50,
@@ -612,8 +618,7 @@ def train_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
-    # stdout, not tqdm's default stderr: Jupyter shows stderr as an error box
-    bar = tqdm(loader, desc=desc, mininterval=0.5, disable=not is_main_process(), file=sys.stdout)
+    bar = tqdm(loader, desc=desc, mininterval=0.5, disable=not is_main_process(), file=progress_stream())
     for step, (images, labels) in enumerate(bar, start=1):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)

@@ -87,7 +87,7 @@ def run_seeds(name: str, options: list[str], seeds: list[int]) -> dict:
         argv = options + ["--seed", str(seed)]
         print(f"== {name}, seed {seed}: python train.py {' '.join(argv)}", flush=True)
         try:
-            with contextlib.redirect_stdout(io.StringIO()):  # progress bars and epoch lines: not wanted in a log
+            with contextlib.redirect_stderr(io.StringIO()):  # per-batch progress bars: not wanted in a log
                 result = train.run(train.parse_args(argv))
         except utils.NonFiniteLossError as err:  # a result too (e.g. an ablation at the recipe's learning rate)
             print(f"   diverged: {err}", flush=True)

@@ -123,6 +123,17 @@ def test_notebooks_ask_colab_for_a_gpu_runtime():
         assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType") == "T4", notebook.name
 
 
+def test_progress_bars_go_to_stdout_in_jupyter_and_to_stderr_elsewhere(monkeypatch):
+    import types
+
+    import utils
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert utils.progress_stream() is sys.stderr
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert utils.progress_stream() is sys.stdout
+
+
 def test_progress_bars_are_reduced_to_their_final_frame():
     frames = "epoch 1/2:   0%|  | 0/3\repoch 1/2:  67%|# | 2/3\repoch 1/2: 100%|##| 3/3\nepoch 1: loss 0.5\n"
     assert run_notebooks.final_frames(frames) == "epoch 1/2: 100%|##| 3/3\nepoch 1: loss 0.5\n"
