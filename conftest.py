@@ -38,5 +38,10 @@ def close_the_internet() -> None:
 
 def pytest_sessionstart(session) -> None:
     """Fetch the data with the real network, then close it for the tests."""
+    import utils
+
     fetch_data()
+    # Every notebook kernel and subprocess reads the same data root, wherever it runs (even in an
+    # empty folder with a downloaded utils.py, whose default data/ would be empty).
+    os.environ["DATA_DIR"] = str(utils.data_root())
     close_the_internet()
