@@ -35,7 +35,8 @@ MAY_DIFFER_ON_RESUME = {"json", "save", "resume", "device", "epochs"}
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options. Defaults are None here, so that parse_args can tell what was given."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                usage="%(prog)s [options]   (--help lists them)")  # errors stay short
     p.add_argument("--model", choices=sorted(models.MODELS), help="network (default: compact)")
     p.add_argument("--dataset", choices=sorted(utils.DATASETS), help="data set (default: the recipe's, else mnist)")
     p.add_argument("--epochs", type=int, help="total epochs (default: the model's recipe; 1 in smoke mode)")
