@@ -86,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     elif "limit" not in given:
         args.limit = utils.data_limit()
     args.model = args.model or "compact"
+    if args.model not in models.MODELS:  # a checkpoint can name a model this train.py does not have
+        p.error(f"{args.resume} was trained with model {args.model!r}, which is not one of "
+                f"{', '.join(sorted(models.MODELS))}")
     for key, value in {**FALLBACKS, **models.RECIPES[args.model], **DEFAULTS}.items():
         if getattr(args, key, None) is None:
             setattr(args, key, utils.epochs(value, smoke=1) if key == "epochs" else value)

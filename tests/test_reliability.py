@@ -122,6 +122,14 @@ def test_resume_takes_the_checkpoints_options(sgd_checkpoint, tmp_path):
     assert isinstance(history, list) and [row["epoch"] for row in history] == [1, 2, 3]
 
 
+def test_resume_of_a_model_this_script_does_not_have_is_refused(sgd_checkpoint, tmp_path, capsys):
+    state = utils.load_checkpoint(sgd_checkpoint)
+    state["extra"]["args"]["model"] = "compact_no_dropout"  # e.g. an ablation variant of benchmarks/results.py
+    torch.save(state, tmp_path / "variant.pt")
+    err = exit_message(["--resume", str(tmp_path / "variant.pt")], capsys)
+    assert "was trained with model 'compact_no_dropout', which is not one of" in err and "Traceback" not in err
+
+
 def test_resume_cannot_shorten_a_run(sgd_checkpoint, capsys):
     err = exit_message(["--resume", str(sgd_checkpoint), "--epochs", "1"], capsys)
     assert "already holds 2 epochs" in err
