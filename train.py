@@ -143,10 +143,10 @@ def check_values(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if problem:
             p.error(f"--{option} {getattr(args, option)}: {problem}")
     try:
-        utils.get_device(args.device)
+        device = utils.get_device(args.device)
     except ValueError as err:
         p.error(f"--device {args.device}: {err}")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and utils.get_device(args.device).type == "mps":
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and device.type == "mps":
         p.error("DistributedDataParallel does not support Apple MPS; run with --device cpu")
 
 
