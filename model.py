@@ -40,17 +40,17 @@ class CheckedModule(nn.Module):
         raise NotImplementedError
 
 
-# --------------------------------------------------------------------------- seed 002: S5 Net
+# --------------------------------------------------------------------------- S5 Net (notebook 03)
 
 class S5Net(CheckedModule):
-    """The S5 MNIST net of seed 002: four 3x3 convs, two max-pools, fc 4096 -> 50 -> 10.
+    """The S5 MNIST net: four 3x3 convs, two max-pools, fc 4096 -> 50 -> 10.
 
-    593,200 parameters. Errata against the seed:
+    593,200 parameters. Mistakes of the published version, fixed here (notebook 03's errata):
     - `forward` was indented at module level, so it was never a method of the class and
       calling the model raised NotImplementedError. Here it is a method.
     - `F.relu(x, 2)` does not pool: relu's second argument is `inplace`, so the 2 only made the
-      ReLU in-place. The shapes in the seed's summary (26 -> 24 -> 12 -> 10 -> 8 -> 4) need pooling
-      only after conv2 and conv4, which is what the seed's other lines do; we keep that and
+      ReLU in-place. The shapes in the published summary (26 -> 24 -> 12 -> 10 -> 8 -> 4) need pooling
+      only after conv2 and conv4, which is what its other lines do; we keep that and
       write plain `F.relu(x)` for conv1 and conv3.
     - It mixed `utilval.F` and a bare `F` that was never imported in model.py.
     """
@@ -77,17 +77,17 @@ class S5Net(CheckedModule):
 
 
 
-# --------------------------------------------------------------------------- seed 003: MLP
+# --------------------------------------------------------------------------- MLP (notebook 02)
 
 class MLP(CheckedModule):
-    """The fully connected classifier of seed 003: 784 -> 256 -> 10 (203,530 parameters).
+    """A fully connected classifier: 784 -> 256 -> 10 (203,530 parameters).
 
     Images are flattened inside, so it takes the same (N, 1, 28, 28) batches as the convnets.
     Dropout (p=0.2 by default) is active only in `train()` mode: in `eval()` mode it is the
     identity, so predictions are deterministic and use every unit (PyTorch scales the kept
     units by 1/(1-p) during training, so no rescaling is needed at test time).
-    Errata: the seed ends its class with `softmax` and later uses `NLLLoss`, which expects
-    *log*-probabilities; we return `log_softmax(dim=1)` so `F.nll_loss` is correct.
+    It returns log-probabilities (`log_softmax(dim=1)`), the input `F.nll_loss` expects; ending in
+    `softmax` instead is a common mistake (notebook 02's errata).
     """
 
     LOG_PROBS = True
@@ -104,15 +104,15 @@ class MLP(CheckedModule):
         return F.log_softmax(self.output(x), dim=1)
 
 
-# --------------------------------------------------------------------------- seed 001: LeNet
+# --------------------------------------------------------------------------- LeNet (notebook 02)
 
 class LeNet(CheckedModule):
-    """The LeNet of seed 001: conv 1->6->16 (3x3), fc 120/84/10, raw scores; 81,194 parameters.
+    """LeNet: conv 1->6->16 (3x3), fc 120/84/10, raw scores; 81,194 parameters.
 
     Designed for 32x32 inputs (32 -> 30 -> 15 -> 13 -> 6, so fc1 sees 16*6*6 = 576 features).
     MNIST digits are 28x28: the model pads them by 2 pixels on each side, replicating the border
     (which is background in MNIST, whatever the normalisation), so the weights keep their shapes
-    and the seed's 32x32 walk-through stays valid. Both sizes are accepted.
+    and the 32x32 walk-through stays valid. Both sizes are accepted.
     """
 
     INPUT_SIZE = (32, 32)
@@ -140,12 +140,12 @@ class LeNet(CheckedModule):
         return self.fc3(x)
 
 
-# --------------------------------------------------------------------------- seed 000: deep net
+# --------------------------------------------------------------------------- deep net (notebook 03)
 
 class DeepNet(CheckedModule):
-    """The 7-convolution MNIST net of seed 000 (6,379,786 parameters).
+    """A 7-convolution MNIST net (6,379,786 parameters).
 
-    Errata against the seed:
+    Mistakes of the published version, fixed here (notebook 03's errata):
     - It applied ReLU to the output of conv7, the logits, before `log_softmax`. That clamps every
       negative score to 0: the network can no longer push wrong classes below zero, many logits
       tie at 0, and the gradient through a clamped logit is exactly zero, so learning stalls
@@ -154,7 +154,7 @@ class DeepNet(CheckedModule):
     - `F.log_softmax(x)` without `dim` is deprecated; we pass `dim=1`.
     - Its receptive-field comments double the field at each max-pool. A 2x2 pool adds
       (2 - 1) * jump, it does not double it. `utils.layer_table(DeepNet(), (1, 28, 28))` gives
-      (seed's value in brackets): conv1 3 [3], conv2 5 [5], pool1 6 [10], conv3 10 [12],
+      (published value in brackets): conv1 3 [3], conv2 5 [5], pool1 6 [10], conv3 10 [12],
       conv4 14 [14], pool2 16 [28], conv5 24 [30], conv6 32 [32], conv7 40 [34].
     """
 
@@ -180,13 +180,13 @@ class DeepNet(CheckedModule):
         return F.log_softmax(x, dim=1)
 
 
-# --------------------------------------------------------------------------- seed 004: Fashion net
+# --------------------------------------------------------------------------- Fashion net (notebook 04)
 
 class FashionNet(CheckedModule):
-    """The Fashion-MNIST network of seed 004: conv 6 and 12 (5x5), fc 120/60/10; 32,998 parameters.
+    """The Fashion-MNIST network of notebook 04: conv 6 and 12 (5x5), fc 120/60/10; 32,998 parameters.
 
     Returns raw scores (logits): `F.cross_entropy` applies log-softmax itself, so a softmax
-    here would be applied twice. Errata: the seed's listing writes `Class Network` (capital C,
+    here would be applied twice. Errata: a published listing writes `Class Network` (capital C,
     a syntax error) and its `forward` sketch lacks the final `return`.
     """
 
@@ -237,9 +237,9 @@ def fashion_sequential(way: str = "constructor") -> nn.Sequential:
 
 
 def mlp_sequential(hidden: int = 256) -> nn.Sequential:
-    """Seed 003's nn.Sequential MLP, ending in LogSoftmax so it pairs with NLLLoss like `MLP`.
+    """The MLP as nn.Sequential, ending in LogSoftmax so it pairs with NLLLoss like `MLP`.
 
-    Errata: the seed ended it with `nn.Softmax(dim=1)`; probabilities fed to NLLLoss give a wrong
+    Errata: ending it with `nn.Softmax(dim=1)` is a common mistake; probabilities fed to NLLLoss give a wrong
     loss. Use LogSoftmax + NLLLoss, or no final activation + CrossEntropyLoss.
     """
     return nn.Sequential(
@@ -337,8 +337,8 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 # Default training settings per model (train.py's command-line flags override them).
-# s5: the seed's SGD(lr=0.0175, momentum=0.95), StepLR(10, 0.1), batch 512, 20 epochs.
-# fashion: the seed's Adam(lr=0.01), batch 100, 10 epochs. deep: the seed's SGD(0.01, 0.9), 9 epochs.
+# s5: the published SGD(lr=0.0175, momentum=0.95), StepLR(10, 0.1), batch 512, 20 epochs.
+# fashion: the published Adam(lr=0.01), batch 100, 10 epochs. deep: the published SGD(0.01, 0.9), 9 epochs.
 RECIPES: dict[str, dict] = {
     "mlp": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 128, "epochs": 5, "step_size": 10},
     "lenet": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch_size": 128, "epochs": 5, "step_size": 10},

@@ -167,7 +167,7 @@ def normalize(name: str) -> transforms.Normalize:
     return transforms.Normalize((info["mean"],), (info["std"],))
 
 
-# Training augmentations by name. "rotate" is the S5 seed's: a 10% chance of a 22/28 centre crop
+# Training augmentations by name. "rotate" is S5's original one: a 10% chance of a 22/28 centre crop
 # (a zoom) and a rotation within +-15 degrees. "flip" suits clothes, which are left-right symmetric
 # but never rotated: a mirror half the time; "flip_shift" adds a shift of up to 2 pixels each way.
 AUGMENTATIONS: dict[str, dict] = {
