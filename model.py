@@ -1,10 +1,13 @@
-"""Every network the course uses, and a name -> class registry (`MODELS`).
+"""Every network the course uses, and a name -> class registry (`MODELS`) with training recipes (`RECIPES`).
 
-Conventions:
-- Inputs are image batches of shape (N, 1, H, W); each model checks its input and raises a
-  ValueError naming the shape it expected, instead of a matmul error from deep inside.
-- Models that train with `F.nll_loss` return log-probabilities (`LOG_PROBS = True`); models that
-  train with `F.cross_entropy` return raw logits. `utils.loss_fn(model)` picks the right loss.
+Each model is a plain `nn.Module`: layers in `__init__`, data flow in `forward`. Copy a class into
+your own code with the torch imports below (and `check_input`, which each `forward` calls first)
+and it works. Inputs are image batches of shape (N, 1, H, W); `check_input` raises a ValueError
+naming the shape it expected, instead of a matmul error from deep inside the network.
+
+Each docstring says what the model returns: raw scores (logits), to train with `F.cross_entropy`,
+or log-probabilities (`log_softmax`), to train with `F.nll_loss`. The training code picks the loss
+(`RECIPES[name]["loss"]` for train.py); nothing here changes it behind your back.
 """
 
 from collections import OrderedDict
@@ -13,49 +16,29 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# --------------------------------------------------------------------------- input checks
+# --------------------------------------------------------------------------- input check
 
-def check_input(x: torch.Tensor, channels: int = 1, size: tuple[int, ...] = (28, 28)) -> None:
-    """Raise a ValueError unless x is a batch of shape (N, channels, *size)."""
-    expected = (channels, *size)
-    if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-        want = ", ".join(str(d) for d in expected)
+def check_input(x: torch.Tensor, shape: tuple[int, ...] = (1, 28, 28)) -> None:
+    """Raise a ValueError unless x is a batch of shape (N, *shape)."""
+    if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
+        want = ", ".join(str(d) for d in shape)
         raise ValueError(
             f"expected input of shape (N, {want}), got {tuple(x.shape)}"
-            + (" - add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "")
+            + (" - add a batch dimension with x.unsqueeze(0)" if x.dim() == len(shape) else "")
         )
-
-
-class CheckedModule(nn.Module):
-    """Base class: checks the input shape, then calls `forward_checked`."""
-
-    INPUT_SIZE: tuple[int, ...] = (28, 28)
-    LOG_PROBS = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, 1, self.INPUT_SIZE)
-        return self.forward_checked(x)
-
-    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------- S5 Net (notebook 03)
 
-class S5Net(CheckedModule):
-    """The S5 MNIST net: four 3x3 convs, two max-pools, fc 4096 -> 50 -> 10.
+class S5Net(nn.Module):
+    """The S5 MNIST net: four 3x3 convs, two max-pools, fc 4096 -> 50 -> 10; returns log-probabilities.
 
-    593,200 parameters. Mistakes of the published version, fixed here (notebook 03's errata):
-    - `forward` was indented at module level, so it was never a method of the class and
-      calling the model raised NotImplementedError. Here it is a method.
-    - `F.relu(x, 2)` does not pool: relu's second argument is `inplace`, so the 2 only made the
-      ReLU in-place. The shapes in the published summary (26 -> 24 -> 12 -> 10 -> 8 -> 4) need pooling
-      only after conv2 and conv4, which is what its other lines do; we keep that and
-      write plain `F.relu(x)` for conv1 and conv3.
-    - It mixed `utilval.F` and a bare `F` that was never imported in model.py.
+    593,200 parameters. Train it with `F.nll_loss` (it ends in `log_softmax`). Notebook 03 writes this
+    class by hand and checks it against this one. Its errata, fixed here:
+    - `forward` indented at module level is not a method: calling the model raises NotImplementedError.
+    - `F.relu(x, 2)` does not pool: relu's second argument is `inplace`. Pooling comes after conv2 and
+      conv4 (26 -> 24 -> 12 -> 10 -> 8 -> 4), written as `F.max_pool2d`.
     """
-
-    LOG_PROBS = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -66,7 +49,8 @@ class S5Net(CheckedModule):
         self.fc1 = nn.Linear(256 * 4 * 4, 50)
         self.fc2 = nn.Linear(50, 10)
 
-    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x)
         x = F.relu(self.conv1(x))
         x = F.relu(F.max_pool2d(self.conv2(x), 2))
         x = F.relu(self.conv3(x))
@@ -79,18 +63,17 @@ class S5Net(CheckedModule):
 
 # --------------------------------------------------------------------------- MLP (notebook 02)
 
-class MLP(CheckedModule):
+class MLP(nn.Module):
     """A fully connected classifier: 784 -> 256 -> 10 (203,530 parameters).
 
     Images are flattened inside, so it takes the same (N, 1, 28, 28) batches as the convnets.
     Dropout (p=0.2 by default) is active only in `train()` mode: in `eval()` mode it is the
     identity, so predictions are deterministic and use every unit (PyTorch scales the kept
     units by 1/(1-p) during training, so no rescaling is needed at test time).
-    It returns log-probabilities (`log_softmax(dim=1)`), the input `F.nll_loss` expects; ending in
+    Returns log-probabilities (`log_softmax(dim=1)`): train it with `F.nll_loss`. Ending in
     `softmax` instead is a common mistake (notebook 02's errata).
     """
 
-    LOG_PROBS = True
 
     def __init__(self, hidden: int = 256, dropout: float = 0.2) -> None:
         super().__init__()
@@ -98,7 +81,8 @@ class MLP(CheckedModule):
         self.output = nn.Linear(hidden, 10)
         self.dropout = nn.Dropout(dropout)
 
-    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x)
         x = torch.flatten(x, 1)
         x = self.dropout(F.relu(self.hidden(x)))
         return F.log_softmax(self.output(x), dim=1)
@@ -106,16 +90,14 @@ class MLP(CheckedModule):
 
 # --------------------------------------------------------------------------- LeNet (notebook 02)
 
-class LeNet(CheckedModule):
-    """LeNet: conv 1->6->16 (3x3), fc 120/84/10, raw scores; 81,194 parameters.
+class LeNet(nn.Module):
+    """LeNet: conv 1->6->16 (3x3), fc 120/84/10; returns logits (train with `F.cross_entropy`); 81,194 parameters.
 
     Designed for 32x32 inputs (32 -> 30 -> 15 -> 13 -> 6, so fc1 sees 16*6*6 = 576 features).
     MNIST digits are 28x28: the model pads them by 2 pixels on each side, replicating the border
     (which is background in MNIST, whatever the normalisation), so the weights keep their shapes
     and the 32x32 walk-through stays valid. Both sizes are accepted.
     """
-
-    INPUT_SIZE = (32, 32)
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,12 +108,9 @@ class LeNet(CheckedModule):
         self.fc3 = nn.Linear(84, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4 and tuple(x.shape[1:]) == (1, 28, 28):
+        if x.dim() == 4 and tuple(x.shape[1:]) == (1, 28, 28):  # MNIST: pad to the 32x32 it was designed for
             x = F.pad(x, (2, 2, 2, 2), mode="replicate")
-        check_input(x, 1, self.INPUT_SIZE)
-        return self.forward_checked(x)
-
-    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, (1, 32, 32))
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = torch.flatten(x, 1)
@@ -142,8 +121,8 @@ class LeNet(CheckedModule):
 
 # --------------------------------------------------------------------------- deep net (notebook 03)
 
-class DeepNet(CheckedModule):
-    """A 7-convolution MNIST net (6,379,786 parameters).
+class DeepNet(nn.Module):
+    """A 7-convolution MNIST net (6,379,786 parameters); returns log-probabilities (train with `F.nll_loss`).
 
     Mistakes of the published version, fixed here (notebook 03's errata):
     - It applied ReLU to the output of conv7, the logits, before `log_softmax`. That clamps every
@@ -158,7 +137,6 @@ class DeepNet(CheckedModule):
       conv4 14 [14], pool2 16 [28], conv5 24 [30], conv6 32 [32], conv7 40 [34].
     """
 
-    LOG_PROBS = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -172,7 +150,8 @@ class DeepNet(CheckedModule):
         self.conv6 = nn.Conv2d(512, 1024, 3)            # 5 -> 3
         self.conv7 = nn.Conv2d(1024, 10, 3)             # 3 -> 1
 
-    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x)
         x = self.pool1(F.relu(self.conv2(F.relu(self.conv1(x)))))
         x = self.pool2(F.relu(self.conv4(F.relu(self.conv3(x)))))
         x = F.relu(self.conv6(F.relu(self.conv5(x))))
@@ -182,11 +161,11 @@ class DeepNet(CheckedModule):
 
 # --------------------------------------------------------------------------- Fashion net (notebook 04)
 
-class FashionNet(CheckedModule):
+class FashionNet(nn.Module):
     """The Fashion-MNIST network of notebook 04: conv 6 and 12 (5x5), fc 120/60/10; 32,998 parameters.
 
-    Returns raw scores (logits): `F.cross_entropy` applies log-softmax itself, so a softmax
-    here would be applied twice. Errata: a published listing writes `Class Network` (capital C,
+    Returns raw scores (logits): train it with `F.cross_entropy`, which applies log-softmax itself
+    (a softmax here would be applied twice). Errata: a published listing writes `Class Network` (capital C,
     a syntax error) and its `forward` sketch lacks the final `return`.
     """
 
@@ -198,7 +177,8 @@ class FashionNet(CheckedModule):
         self.fc2 = nn.Linear(in_features=120, out_features=60)
         self.out = nn.Linear(in_features=60, out_features=10)
 
-    def forward_checked(self, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        check_input(t)
         t = F.max_pool2d(F.relu(self.conv1(t)), kernel_size=2, stride=2)
         t = F.max_pool2d(F.relu(self.conv2(t)), kernel_size=2, stride=2)
         t = t.reshape(-1, 12 * 4 * 4)
@@ -253,74 +233,69 @@ def mlp_sequential(hidden: int = 256) -> nn.Sequential:
 
 # --------------------------------------------------------------------------- compact MNIST net
 
-def conv_bn(c_in: int, c_out: int, kernel: int = 3, dropout: float = 0.0, padding: int = 0,
-            batchnorm: bool = True) -> nn.Sequential:
-    """Conv -> BatchNorm -> ReLU -> optional Dropout (without BatchNorm the conv keeps its bias)."""
-    layers = [nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=not batchnorm)]
-    layers += [nn.BatchNorm2d(c_out)] if batchnorm else []
-    layers.append(nn.ReLU())
-    if dropout:
-        layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers)
-
-
-class CompactNet(CheckedModule):
+class CompactNet(nn.Module):
     """A 5,862-parameter MNIST convnet: six thin 3x3 convs with BatchNorm, one max-pool, global average pooling.
 
-    Layer plan (output side, receptive field): conv 1->8 (26, 3), conv 8->10 (24, 5), max-pool
-    (12, 6), conv 10->10 padded (12, 10), conv 10->12 (10, 14), conv 12->12 (8, 18), conv 12->14
-    (6, 22), global average pool, then a 1x1 conv 14 -> 10 as the classifier. The pool comes once
-    the first layers have seen strokes (RF 5-6 px); every later layer works on a 4x smaller map.
-    Parameters sit in 3x3 kernels (9 * c_in * c_out each); there is no large fully connected layer.
-    `batchnorm` and `dropout` exist for the ablation study in notebook 07.
+    Returns logits (train with `F.cross_entropy`). Layer plan (output side, receptive field): conv
+    1->8 (26, 3), conv 8->10 (24, 5), max-pool (12, 6), conv 10->10 padded (12, 10), conv 10->12
+    (10, 14), conv 12->12 (8, 18), conv 12->14 (6, 22), global average pool, then a 1x1 conv 14 -> 10
+    as the classifier. The pool comes once the first layers have seen strokes (RF 5-6 px); every
+    later layer works on a 4x smaller map. Parameters sit in 3x3 kernels (9 * c_in * c_out each);
+    there is no large fully connected layer. `batchnorm` and `dropout` exist for notebook 07's
+    ablation study.
     """
 
     def __init__(self, dropout: float = 0.05, batchnorm: bool = True) -> None:
         super().__init__()
-        opts = {"dropout": dropout, "batchnorm": batchnorm}
+
+        def block(c_in: int, c_out: int, padding: int = 0) -> nn.Sequential:
+            """3x3 conv -> BatchNorm -> ReLU -> Dropout (without BatchNorm the conv keeps its bias)."""
+            layers = [nn.Conv2d(c_in, c_out, 3, padding=padding, bias=not batchnorm)]
+            layers += [nn.BatchNorm2d(c_out)] if batchnorm else []
+            layers += [nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
+            return nn.Sequential(*layers)
+
         self.features = nn.Sequential(
-            conv_bn(1, 8, **opts),
-            conv_bn(8, 10, **opts),
-            nn.MaxPool2d(2),
-            conv_bn(10, 10, padding=1, **opts),
-            conv_bn(10, 12, **opts),
-            conv_bn(12, 12, **opts),
-            conv_bn(12, 14, **opts),
+            block(1, 8), block(8, 10), nn.MaxPool2d(2),
+            block(10, 10, padding=1), block(10, 12), block(12, 12), block(12, 14),
             nn.AdaptiveAvgPool2d(1),
         )
         self.classifier = nn.Conv2d(14, 10, kernel_size=1)
 
-    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x)
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
 # --------------------------------------------------------------------------- small Fashion-MNIST net
 
-class FashionBestNet(CheckedModule):
+class FashionBestNet(nn.Module):
     """A 75,450-parameter Fashion-MNIST convnet: five padded 3x3 convs with BatchNorm, three max-pools, a linear head.
 
-    Layer plan (output side, receptive field): conv 1->16 (28, 3), max-pool (14, 4), conv 16->32
-    (14, 8), conv 32->32 (14, 12), max-pool (7, 14), conv 32->64 (7, 22), conv 64->64 (7, 30),
-    max-pool (3, 34), then dropout and a linear layer 64*3*3 -> 10. Unlike digits, clothes differ in
-    *where* things are (collars, sleeves, the gap between trouser legs), so the head keeps a coarse
-    3x3 map instead of averaging it away. Width goes where maps are small: 28x28 maps cost the most.
+    Returns logits (train with `F.cross_entropy`). Layer plan (output side, receptive field): conv
+    1->16 (28, 3), max-pool (14, 4), conv 16->32 (14, 8), conv 32->32 (14, 12), max-pool (7, 14),
+    conv 32->64 (7, 22), conv 64->64 (7, 30), max-pool (3, 34), then dropout and a linear layer
+    64*3*3 -> 10. Unlike digits, clothes differ in *where* things are (collars, sleeves, the gap
+    between trouser legs), so the head keeps a coarse 3x3 map instead of averaging it away. Width
+    goes where maps are small: 28x28 maps cost the most.
     """
 
-    def __init__(self, dropout: float = 0.0, head_dropout: float = 0.25) -> None:
+    def __init__(self, head_dropout: float = 0.25) -> None:
         super().__init__()
+
+        def block(c_in: int, c_out: int) -> nn.Sequential:
+            """Padded 3x3 conv (no bias: BatchNorm has one) -> BatchNorm -> ReLU."""
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
         self.features = nn.Sequential(
-            conv_bn(1, 16, padding=1),
-            nn.MaxPool2d(2),
-            conv_bn(16, 32, padding=1, dropout=dropout),
-            conv_bn(32, 32, padding=1, dropout=dropout),
-            nn.MaxPool2d(2),
-            conv_bn(32, 64, padding=1, dropout=dropout),
-            conv_bn(64, 64, padding=1, dropout=dropout),
-            nn.MaxPool2d(2),
+            block(1, 16), nn.MaxPool2d(2),
+            block(16, 32), block(32, 32), nn.MaxPool2d(2),
+            block(32, 64), block(64, 64), nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(head_dropout), nn.Linear(64 * 3 * 3, 10))
 
-    def forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x)
         return self.classifier(self.features(x))
 
 
@@ -336,20 +311,26 @@ MODELS: dict[str, type[nn.Module]] = {
     "fashion_best": FashionBestNet,
 }
 
-# Default training settings per model (train.py's command-line flags override them).
+# Default training settings per model (train.py's command-line flags override them). "loss" says which loss
+# function fits what the model returns: "nll" for log-probabilities, "cross_entropy" for logits.
 # s5: the published SGD(lr=0.0175, momentum=0.95), StepLR(10, 0.1), batch 512, 20 epochs.
 # fashion: the published Adam(lr=0.01), batch 100, 10 epochs. deep: the published SGD(0.01, 0.9), 9 epochs.
 RECIPES: dict[str, dict] = {
-    "mlp": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 128, "epochs": 5, "step_size": 10},
-    "lenet": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch_size": 128, "epochs": 5, "step_size": 10},
-    "deep": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 128, "epochs": 9, "step_size": 10},
-    "s5": {"optimizer": "sgd", "lr": 0.0175, "momentum": 0.95, "batch_size": 512, "epochs": 20, "step_size": 10},
-    "fashion": {"optimizer": "adam", "lr": 0.01, "momentum": 0.9, "batch_size": 100, "epochs": 10, "step_size": 10},
-    "compact": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "batch_size": 128, "epochs": 15, "step_size": 5,
-                "scheduler": "onecycle"},
-    "fashion_best": {"dataset": "fashion_mnist", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "batch_size": 128,
-                     "epochs": 15, "step_size": 5, "scheduler": "onecycle", "weight_decay": 5e-4,
-                     "augment": "flip"},
+    "mlp": {"loss": "nll", "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 128, "epochs": 5,
+            "step_size": 10},
+    "lenet": {"loss": "cross_entropy", "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch_size": 128,
+              "epochs": 5, "step_size": 10},
+    "deep": {"loss": "nll", "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 128, "epochs": 9,
+             "step_size": 10},
+    "s5": {"loss": "nll", "optimizer": "sgd", "lr": 0.0175, "momentum": 0.95, "batch_size": 512, "epochs": 20,
+           "step_size": 10},
+    "fashion": {"loss": "cross_entropy", "optimizer": "adam", "lr": 0.01, "momentum": 0.9, "batch_size": 100,
+                "epochs": 10, "step_size": 10},
+    "compact": {"loss": "cross_entropy", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "batch_size": 128,
+                "epochs": 15, "step_size": 5, "scheduler": "onecycle"},
+    "fashion_best": {"loss": "cross_entropy", "dataset": "fashion_mnist", "optimizer": "sgd", "lr": 0.1,
+                     "momentum": 0.9, "batch_size": 128, "epochs": 15, "step_size": 5, "scheduler": "onecycle",
+                     "weight_decay": 5e-4, "augment": "flip"},
 }
 
 

@@ -20,13 +20,17 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 import model as models
 import utils
 
+# The loss for what a model returns (model.RECIPES names it): log-probabilities -> NLL, logits -> cross-entropy.
+LOSSES = {"nll": F.nll_loss, "cross_entropy": F.cross_entropy}
 # Settings a recipe (model.RECIPES) may leave out.
-FALLBACKS = {"dataset": "mnist", "scheduler": "step", "weight_decay": 0.0, "augment": "default"}
+FALLBACKS = {"loss": "cross_entropy", "dataset": "mnist", "scheduler": "step", "weight_decay": 0.0,
+             "augment": "default"}
 # Defaults of options that no recipe sets.
 DEFAULTS = {"gamma": 0.1, "seed": 1, "val_size": 0, "loader": "fast", "device": "auto"}
 # Options that may differ when resuming: output paths, where to run, and --epochs (checked apart).
@@ -188,8 +192,9 @@ def describe_recipe(args: argparse.Namespace) -> str:
     schedule = {"step": f"StepLR every {args.step_size} epochs x {args.gamma:g}", "onecycle": "OneCycleLR",
                 "none": "constant lr"}[args.scheduler]
     augment = utils.augmentation_name(args.dataset, True if args.augment == "default" else args.augment)
-    return (f"recipe: {optimizer}, weight decay {args.weight_decay:g}, {schedule}, batch {args.batch_size}, "
-            f"{args.epochs} epochs, augmentation {augment}, {args.loader} loader, seed {args.seed}")
+    return (f"recipe: {args.loss} loss, {optimizer}, weight decay {args.weight_decay:g}, {schedule}, "
+            f"batch {args.batch_size}, {args.epochs} epochs, augmentation {augment}, {args.loader} loader, "
+            f"seed {args.seed}")
 
 
 def make_optimizer(args: argparse.Namespace, net: torch.nn.Module) -> torch.optim.Optimizer:
@@ -284,12 +289,13 @@ def run(args: argparse.Namespace) -> dict:
         f"{len(utils.base_and_indices(loaders.train.dataset)[1]):,} training samples, {args.epochs} epochs")
 
     tic = time.perf_counter()
+    loss_fn = LOSSES[args.loss]
     history = utils.fit(
-        net, loaders.train, loaders.test, optimizer, args.epochs, device, scheduler,
+        net, loaders.train, loaders.test, loss_fn, optimizer, args.epochs, device, scheduler,
         val_loader=loaders.val, history=history, seed=args.seed,
         checkpoint=args.save or args.resume, extra={"args": vars(args)},
     )
-    test_loss, test_acc = utils.evaluate(net, loaders.test, device)
+    test_loss, test_acc = utils.evaluate(net, loaders.test, loss_fn, device)
     correct = round(test_acc * test_total)
     log(f"test accuracy {100 * test_acc:.2f}% ({correct}/{test_total})")
     checksums = weight_checksums(net) if world_size > 1 else None  # are the ranks' models identical?

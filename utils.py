@@ -580,11 +580,6 @@ class NonFiniteLossError(CourseError):
     """The loss became NaN or infinite: the learning rate is probably too high."""
 
 
-def loss_fn(model: nn.Module):
-    """NLL loss for models that return log-probabilities, cross-entropy for raw logits."""
-    return F.nll_loss if getattr(model, "LOG_PROBS", False) else F.cross_entropy
-
-
 def check_finite(loss_sum: float, seen: int, device: torch.device) -> None:
     """Raise NonFiniteLossError if the summed loss is NaN or infinite (on any process)."""
     bad = not math.isfinite(loss_sum)
@@ -604,17 +599,19 @@ def progress_stream():
 
 
 def train_epoch(
-    model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
+    model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device: torch.device,
     desc: str = "train", scheduler=None, check_every: int = 50,
 ) -> tuple[float, float]:
     """One pass over `loader`; returns mean training loss and accuracy. Shows a tqdm bar.
+
+    Notebook 02's hand-written loop, plus: `loss_fn` is any `loss_fn(output, labels)` returning the
+    batch mean (`F.cross_entropy` for logits, `F.nll_loss` for log-probabilities).
 
     Loss and correct predictions are summed on the device: reading a number back (`.item()`)
     makes the CPU wait for the GPU, so that happens only every `check_every` batches, to update
     the bar and stop a diverged run (NonFiniteLossError), and once at the end.
     """
     model.train()
-    criterion = loss_fn(model)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
@@ -623,7 +620,7 @@ def train_epoch(
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         output = model(images)
-        loss = criterion(output, labels)
+        loss = loss_fn(output, labels)
         loss.backward()
         optimizer.step()
         if scheduler is not None:
@@ -640,22 +637,21 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device) -> tuple[float, float]:
-    """Mean loss and accuracy of `model` on `loader`, without gradients.
+def evaluate(model: nn.Module, loader, loss_fn, device: torch.device) -> tuple[float, float]:
+    """Mean loss and accuracy of `model` on `loader`, in eval mode and without gradients (notebook 02).
 
     In a distributed run each process passes its shard of the data; the sums are added up over
     all processes, so every rank returns the figures for the whole set.
     """
     model = unwrap(model)  # no DDP collectives here: ranks may hold different numbers of batches
     model.eval()
-    criterion = loss_fn(model)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
     for images, labels in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         output = model(images)
-        loss_sum += criterion(output, labels, reduction="sum")
+        loss_sum += loss_fn(output, labels) * len(labels)
         correct += (output.argmax(dim=1) == labels).sum()
         seen += len(labels)
     total_loss, total_correct, seen = all_reduce_sums([loss_sum.item(), correct.item(), seen], device)
@@ -686,7 +682,7 @@ def steps_per_batch(scheduler) -> bool:
 
 
 def fit(
-    model: nn.Module, train_loader, test_loader, optimizer: torch.optim.Optimizer,
+    model: nn.Module, train_loader, test_loader, loss_fn, optimizer: torch.optim.Optimizer,
     epochs: int, device: torch.device, scheduler=None, *, val_loader=None,
     history: list[dict] | None = None, seed: int = 0, checkpoint: str | Path | None = None,
     extra: dict | None = None, verbose: bool = True,
@@ -706,7 +702,7 @@ def fit(
         tic = time.perf_counter()
         batch_scheduler = scheduler if steps_per_batch(scheduler) else None
         train_loss, train_acc = train_epoch(
-            model, train_loader, optimizer, device, f"epoch {epoch}/{epochs}", batch_scheduler
+            model, train_loader, loss_fn, optimizer, device, f"epoch {epoch}/{epochs}", batch_scheduler
         )
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None and batch_scheduler is None:
@@ -714,8 +710,8 @@ def fit(
         row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "lr": lr}
         broadcast_buffers(model)  # every rank evaluates the model that rank 0 saves
         if val_loader is not None:
-            row["val_loss"], row["val_accuracy"] = evaluate(model, val_loader, device)
-        row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, device)
+            row["val_loss"], row["val_accuracy"] = evaluate(model, val_loader, loss_fn, device)
+        row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, loss_fn, device)
         row["seconds"] = time.perf_counter() - tic
         bad = [k for k in ("train_loss", "val_loss", "test_loss") if k in row and not math.isfinite(row[k])]
         if bad:  # e.g. the last step of the epoch broke the weights: do not save them
@@ -1007,7 +1003,7 @@ def get_all_preds(model: nn.Module, loader, device: torch.device | None = None) 
     probs, targets = [], []
     for images, labels in loader:
         output = model(images.to(device))
-        probs.append((output.exp() if getattr(model, "LOG_PROBS", False) else output.softmax(dim=1)).cpu())
+        probs.append(output.softmax(dim=1).cpu())  # also right for log-probabilities: softmax(log p) = p
         targets.append(labels.cpu())
     return torch.cat(probs), torch.cat(targets)
 
@@ -1147,16 +1143,15 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_training_epoch(net: nn.Module, loader, device: torch.device, lr: float = 0.01) -> float:
-    """Seconds for one training epoch of `net` (SGD with momentum), moving every batch to `device`."""
+    """Seconds for one training epoch of `net` (a logits model; SGD with momentum), moving every batch to `device`."""
     net = net.to(device).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-    criterion = loss_fn(net)
     synchronize(device)
     start = time.perf_counter()
     for images, labels in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        criterion(net(images), labels).backward()
+        F.cross_entropy(net(images), labels).backward()
         optimizer.step()
     synchronize(device)
     return time.perf_counter() - start

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from float64_guard import Float64Guard
 
 import model
@@ -44,7 +45,7 @@ def test_evaluation_on_the_device_matches_the_cpu(data_root, device):
     results = {}
     for d in ("cpu", device):
         loaders = utils.get_loaders("mnist", 256, torch.device(d), limit=512, test_limit=1000, loader="fast")
-        results[d] = utils.evaluate(net.to(d), loaders.test, torch.device(d))
+        results[d] = utils.evaluate(net.to(d), loaders.test, F.cross_entropy, torch.device(d))
     assert results[device][0] == pytest.approx(results["cpu"][0], rel=1e-3)
     assert results[device][1] == pytest.approx(results["cpu"][1], abs=0.002)
 

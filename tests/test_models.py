@@ -1,9 +1,12 @@
 """Every network of the course: parameter counts, shapes, input errors, layer tables, one real step."""
 
+import inspect
+
 import pytest
 import torch
 
 import model
+import train
 import utils
 
 EXPECTED_PARAMS = {
@@ -33,6 +36,36 @@ def test_output_shape_is_batch_by_ten(name):
 def test_wrong_input_shape_names_the_expected_shape(name, shape):
     with pytest.raises(ValueError, match=r"expected input of shape \(N, 1, (28, 28|32, 32)\), got"):
         model.build(name)(torch.randn(*shape))
+
+
+@pytest.mark.parametrize("name", sorted(model.MODELS))
+def test_a_class_copied_alone_builds_the_same_model(name):
+    """A class's source, the torch imports and check_input are all it needs: no base class, no helpers."""
+    cls = model.MODELS[name]
+    namespace: dict = {}
+    source = "\n".join([
+        "import torch", "import torch.nn as nn", "import torch.nn.functional as F",
+        inspect.getsource(model.check_input), inspect.getsource(cls),
+    ])
+    exec(compile(source, f"<{cls.__name__} copied alone>", "exec"), namespace)
+    torch.manual_seed(0)
+    copied = namespace[cls.__name__]().eval()
+    torch.manual_seed(0)
+    original = model.build(name).eval()
+    x = torch.randn(2, 1, 28, 28)
+    assert model.count_parameters(copied) == EXPECTED_PARAMS[name]
+    assert torch.equal(copied(x), original(x))
+    assert type(original).__mro__[1] is torch.nn.Module  # a plain nn.Module subclass
+
+
+@pytest.mark.parametrize("name", sorted(model.MODELS))
+def test_each_recipe_names_the_loss_that_fits_what_its_model_returns(name):
+    net = model.build(name).eval()
+    out = net(torch.randn(4, 1, 28, 28))
+    returns_log_probs = torch.allclose(out.exp().sum(dim=1), torch.ones(4))
+    assert model.RECIPES[name]["loss"] == ("nll" if returns_log_probs else "cross_entropy")
+    says = "log-probabilities" if returns_log_probs else "logits"
+    assert says in " ".join(model.MODELS[name].__doc__.split())  # the docstring says it too
 
 
 def test_lenet_keeps_the_32x32_walkthrough_and_pads_28x28():
@@ -129,7 +162,7 @@ def test_one_optimiser_step_on_real_mnist_gives_a_finite_loss(name, mnist_batch)
     net = model.build(name)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
     before = [p.detach().clone() for p in net.parameters()]
-    loss = utils.loss_fn(net)(net(images), labels)
+    loss = train.LOSSES[model.RECIPES[name]["loss"]](net(images), labels)
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss)

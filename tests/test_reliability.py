@@ -204,7 +204,7 @@ def test_an_epoch_whose_last_step_breaks_the_weights_is_not_saved(data_root, tmp
     optimizer.step = step_that_breaks_at_the_end_of_epoch_two
     ck = tmp_path / "ck.pt"
     with pytest.raises(utils.NonFiniteLossError, match="epoch 2 ended with a non-finite test_loss"):
-        utils.fit(net, loaders.train, loaders.test, optimizer, 3, CPU, checkpoint=ck, verbose=False)
+        utils.fit(net, loaders.train, loaders.test, F.nll_loss, optimizer, 3, CPU, checkpoint=ck, verbose=False)
     state = utils.load_checkpoint(ck)
     assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["model"].values())
 
@@ -227,7 +227,7 @@ def test_training_reads_numbers_back_only_every_few_batches(data_root, monkeypat
         return real_item(self)
 
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
-    utils.train_epoch(net, loader, torch.optim.SGD(net.parameters(), lr=0.01), CPU)
+    utils.train_epoch(net, loader, F.nll_loss, torch.optim.SGD(net.parameters(), lr=0.01), CPU)
     assert calls["n"] <= 8, f"{calls['n']} host syncs for 100 batches"
 
 

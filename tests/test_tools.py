@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 import model
 import train
@@ -105,7 +106,7 @@ def predictions(data_root):
     net = model.build("fashion")
     loaders = utils.get_loaders("fashion_mnist", 100, torch.device("cpu"), limit=1000, test_limit=500)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
-    utils.train_epoch(net, loaders.train, optimizer, torch.device("cpu"))
+    utils.train_epoch(net, loaders.train, F.cross_entropy, optimizer, torch.device("cpu"))
     probs, targets = utils.get_all_preds(net, loaders.test)
     return net, loaders, probs, targets
 
