@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, random_split
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import download_and_extract_archive
 from tqdm import tqdm  # text bars: they render the same live, in stored notebooks and in logs
@@ -312,11 +312,12 @@ def dataset_targets(ds: Dataset) -> torch.Tensor:
 
 
 def split_indices(n: int, val_size: int, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Seeded random split of range(n) into (train indices, validation indices)."""
+    """Seeded random split of range(n) into (train indices, validation indices), exactly as
+    `random_split(data, [n - val_size, val_size], generator=torch.Generator().manual_seed(seed))` splits it."""
     if not 0 < val_size < n:
         raise ValueError(f"val_size must be between 1 and {n - 1} (the training set has {n} samples), got {val_size}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return sorted(order[val_size:]), sorted(order[:val_size])
+    train, val = random_split(range(n), [n - val_size, val_size], generator=torch.Generator().manual_seed(seed))
+    return list(train), list(val)
 
 
 class Loaders(NamedTuple):
@@ -458,13 +459,25 @@ class TensorLoader:
     def order(self) -> torch.Tensor:
         """This process's sample indices for the epoch (padded by wrapping to split evenly)."""
         n = len(self.labels)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = self.shuffled(n) if self.shuffle else torch.arange(n)
         if self.world_size > 1:
             per_rank = -(-n // self.world_size)
             order = torch.cat([order, order[: per_rank * self.world_size - n]])[self.rank :: self.world_size]
             # Same order on every rank, but each rank's own augmentation draws from here on.
             self.generator.manual_seed(self.seed * 10_000 + self.epoch + RANK_SEED_STRIDE * (self.rank + 1))
         return order.to(self.device)
+
+    def shuffled(self, n: int) -> torch.Tensor:
+        """A random order of range(n), drawn exactly as DataLoader(shuffle=True, generator=...) draws it.
+
+        So the fast loader serves the same batches as the torchvision pipeline (notebook 02 checks it):
+        a DataLoader iterator first draws one number (its workers' base seed), its RandomSampler draws
+        the permutation, and a second, unused one when the epoch runs out.
+        """
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        order = torch.randperm(n, generator=self.generator)
+        torch.randperm(n, generator=self.generator)
+        return order
 
     def samples_per_epoch(self) -> int:
         """How many samples this process sees per epoch."""
