@@ -74,7 +74,6 @@ class MLP(nn.Module):
     `softmax` instead is a common mistake (notebook 02's errata).
     """
 
-
     def __init__(self, hidden: int = 256, dropout: float = 0.2) -> None:
         super().__init__()
         self.hidden = nn.Linear(28 * 28, hidden)
@@ -136,7 +135,6 @@ class DeepNet(nn.Module):
       (published value in brackets): conv1 3 [3], conv2 5 [5], pool1 6 [10], conv3 10 [12],
       conv4 14 [14], pool2 16 [28], conv5 24 [30], conv6 32 [32], conv7 40 [34].
     """
-
 
     def __init__(self) -> None:
         super().__init__()
