@@ -251,6 +251,13 @@ def gather(value) -> list:
     return values
 
 
+def samples_per_epoch(loader) -> int:
+    """How many training samples this process sees per epoch (its shard under DDP)."""
+    if isinstance(loader, utils.TensorLoader):
+        return loader.samples_per_epoch()
+    return len(loader.sampler)
+
+
 def log(message: str) -> None:
     """Print from rank 0 only."""
     if utils.is_main_process():
@@ -304,7 +311,7 @@ def run(args: argparse.Namespace) -> dict:
         "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "world_size": world_size,
         "effective_batch_size": args.batch_size * world_size,
         "train_samples": len(utils.base_and_indices(loaders.train.dataset)[1]),
-        "train_samples_per_rank": gather(utils.samples_per_epoch(loaders.train)),
+        "train_samples_per_rank": gather(samples_per_epoch(loaders.train)),
         "weight_checksums": checksums, "weights_in_sync": checksums is None or len(set(checksums)) == 1,
         "test_accuracy": test_acc, "test_loss": test_loss, "test_correct": correct, "test_total": test_total,
         "wall_seconds": time.perf_counter() - tic, "torch": torch.__version__, "smoke": utils.smoke_mode(),

@@ -1,7 +1,26 @@
-"""Helpers shared by the notebooks and train.py.
+"""Helpers for the notebooks, train.py and the benchmarks, in the order the notebooks teach them.
 
-Sections: device, reproducibility, smoke mode, data, training.
+Each helper is the plain-PyTorch code a notebook writes by hand first (notebook 02 checks that
+`get_loaders`, `train_epoch` and `evaluate` give the same batches and numbers as its own loops).
+
+Sections:
+ 1. device and seeds (notebook 01): get_device, set_seed
+ 2. data through torchvision (notebook 02): get_dataset, split_indices, get_loaders
+ 3. the fast loader (notebook 02): TensorLoader, the same batches cut from one tensor on the device
+ 4. training and evaluation loops (notebook 02): train_epoch, evaluate, fit
+ 5. checkpoints (notebook 02): save and load training state, atomic writes
+ 6. looking at images and training curves (notebooks 02-03): show_images, plot_history
+ 7. normalisation statistics and augmentation (notebook 03): pixel_stats, train_transform, augment_batch
+ 8. reading a network (notebook 03): layer_table, summary
+ 9. predictions and mistakes (notebooks 03-04): get_all_preds, plot_mistakes
+10. hyper-parameter runs and TensorBoard (notebook 04): RunBuilder, RunManager
+11. speed (notebook 05): loader_kwargs, time_training_epoch
+12. several processes under torchrun (notebook 05, train.py): what the loops need to agree across ranks
+13. data files: find, download (with mirrors) and check the raw MNIST files
+14. smoke mode: tiny runs for the course's tests (COURSE_SMOKE=1)
 """
+
+from __future__ import annotations
 
 import sys
 
@@ -30,8 +49,7 @@ from torchvision import datasets, transforms
 from torchvision.datasets.utils import download_and_extract_archive
 from tqdm import tqdm  # text bars: they render the same live, in stored notebooks and in logs
 
-# =========================================================================== device
-
+# ==================== 1. device and seeds (notebook 01)
 
 def get_device(preferred: str = "auto") -> torch.device:
     """Pick CUDA, then Apple MPS, then CPU (or check and return the one asked for)."""
@@ -49,27 +67,6 @@ def get_device(preferred: str = "auto") -> torch.device:
     return torch.device(preferred)
 
 
-def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
-    """DataLoader keyword arguments that suit the device.
-
-    pin_memory only helps host->GPU copies, so it is on for CUDA only. On a CPU-only machine the
-    worker processes compete with the training threads for the same cores: measured on a 2-core
-    machine, a Fashion-MNIST epoch took longer with 2 workers than with 0 (README, Performance), so
-    the default is 0 workers on CPU and up to 4 on an accelerator, where the CPU is otherwise idle.
-    """
-    if num_workers is None:
-        num_workers = 0 if device.type == "cpu" else min(4, os.cpu_count() or 1)
-    # No persistent_workers: workers restarted every epoch take their random seeds from the
-    # epoch's reseeded generator, so a resumed run draws the same augmentation as an unbroken one.
-    return {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
-
-
-# =========================================================================== reproducibility
-
-# Added to a seed per process rank, so that ranks draw different dropout and augmentation.
-RANK_SEED_STRIDE = 1_000_003
-
-
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (all CUDA devices too) for repeatable runs."""
     random.seed(seed)
@@ -78,37 +75,25 @@ def set_seed(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
-# =========================================================================== smoke mode
-
-
-def smoke_mode() -> bool:
-    """True when COURSE_SMOKE=1: tests shrink data and epochs but still use real data."""
-    return os.environ.get("COURSE_SMOKE", "").strip() not in ("", "0", "false", "False")
-
-
-def epochs(full: int, smoke: int = 1) -> int:
-    """The epoch count to use: `full` normally, `smoke` in smoke mode."""
-    return smoke if smoke_mode() else full
-
-
-def data_limit(full: int | None = None, smoke: int = 2000) -> int | None:
-    """How many training samples to use: `full` (None = all) normally, `smoke` in smoke mode."""
-    return smoke if smoke_mode() else full
-
-
-# =========================================================================== data
+# ==================== 2. data: MNIST and Fashion-MNIST through torchvision (notebook 02)
 
 # Mean and standard deviation of the training pixels (scaled to [0, 1]).
 # MNIST: the classic 0.1307 / 0.3081. Fashion-MNIST: computed with `pixel_stats` on the
 # 60,000 training images: mean 0.2860, std 0.3530.
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
 
+
 MNIST_CLASSES = tuple(str(d) for d in range(10))
+
+
 FASHION_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
+
 
 DATASETS = {
     "mnist": {"cls": datasets.MNIST, "mean": MNIST_MEAN, "std": MNIST_STD, "classes": MNIST_CLASSES},
@@ -117,12 +102,8 @@ DATASETS = {
     },
 }
 
-TRAIN_SIZE = 60_000  # training images in MNIST and in Fashion-MNIST
 
-RAW_FILES = (
-    "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
-)
+TRAIN_SIZE = 60_000  # training images in MNIST and in Fashion-MNIST
 
 
 class CourseError(Exception):
@@ -167,45 +148,6 @@ def normalize(name: str) -> transforms.Normalize:
     return transforms.Normalize((info["mean"],), (info["std"],))
 
 
-# Training augmentations by name. "rotate" is S5's original one: a 10% chance of a 22/28 centre crop
-# (a zoom) and a rotation within +-15 degrees. "flip" suits clothes, which are left-right symmetric
-# but never rotated: a mirror half the time; "flip_shift" adds a shift of up to 2 pixels each way.
-AUGMENTATIONS: dict[str, dict] = {
-    "none": {},
-    "rotate": {"degrees": 15.0, "crop_p": 0.1},
-    "flip": {"degrees": 0.0, "crop_p": 0.0, "flip_p": 0.5},
-    "flip_shift": {"degrees": 0.0, "crop_p": 0.0, "flip_p": 0.5, "shift": 2},
-}
-DEFAULT_AUGMENTATION = {"mnist": "rotate", "fashion_mnist": "none"}
-
-
-def augmentation_name(dataset: str, augment: bool | str) -> str:
-    """The augmentation to use: True = the data set's default, False = none, or a name from AUGMENTATIONS."""
-    if augment is True:
-        return DEFAULT_AUGMENTATION.get(dataset, "none")
-    if augment is False or augment is None:
-        return "none"
-    if augment not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
-    return augment
-
-
-def train_transform(name: str, augment: bool | str = True) -> transforms.Compose:
-    """Training transform: the PIL version of the named augmentation (see AUGMENTATIONS)."""
-    settings = AUGMENTATIONS[augmentation_name(name, augment)]  # one source for both pipelines
-    steps = []
-    if settings.get("crop_p"):  # the zoom: a 22/28 centre crop (augment_batch's `crop`) resized back
-        zoom = transforms.RandomApply([transforms.CenterCrop(22)], p=settings["crop_p"])
-        steps += [zoom, transforms.Resize((28, 28))]
-    if settings.get("degrees"):
-        steps.append(transforms.RandomRotation((-settings["degrees"], settings["degrees"]), fill=0))
-    if settings.get("flip_p"):
-        steps.append(transforms.RandomHorizontalFlip(settings["flip_p"]))
-    if settings.get("shift"):
-        steps.append(transforms.RandomCrop(28, padding=settings["shift"], fill=0))
-    return transforms.Compose([*steps, transforms.ToTensor(), normalize(name)])
-
-
 def test_transform(name: str) -> transforms.Compose:
     """Deterministic evaluation transform: tensor conversion and normalisation only.
 
@@ -214,81 +156,6 @@ def test_transform(name: str) -> transforms.Compose:
     belongs to training only.
     """
     return transforms.Compose([transforms.ToTensor(), normalize(name)])
-
-
-def check_idx_file(path: Path) -> None:
-    """Raise CorruptDataError unless `path` is a complete IDX file (header and all its bytes)."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        header = f.read(4)
-        if len(header) < 4 or header[:2] != b"\x00\x00" or not 1 <= header[3] <= 4:
-            raise CorruptDataError(f"{path} is not an IDX data file (bad header); delete it and download again")
-        ndim = header[3]
-        dims_bytes = f.read(4 * ndim)
-    if len(dims_bytes) < 4 * ndim:
-        raise CorruptDataError(f"{path} is truncated (incomplete header); delete it and download again")
-    dims = struct.unpack(f">{ndim}I", dims_bytes)
-    expected = 4 + 4 * ndim + int(np.prod(dims))
-    if size != expected:
-        raise CorruptDataError(
-            f"{path} has {size} bytes but its header promises {expected}: the file is truncated or "
-            "corrupted; delete it and download again"
-        )
-
-
-def raw_folder(name: str, root: Path | None = None) -> Path:
-    """Where torchvision keeps the uncompressed IDX files of a data set."""
-    root = Path(root) if root is not None else data_root()
-    return root / dataset_info(name)["cls"].__name__ / "raw"
-
-
-def download(name: str, raw: Path) -> None:
-    """Fetch and unpack a data set's files with torchvision, trying each of its mirrors in turn.
-
-    Every file is checked against its MD5 sum. torchvision 0.27 and newer also move on to the next
-    mirror when a file fails that check, older releases stop at the first bad copy; the loop is
-    written here so the course behaves the same on every torchvision it supports.
-    Raises RuntimeError naming the file and what each mirror answered.
-    """
-    cls = dataset_info(name)["cls"]
-    raw.mkdir(parents=True, exist_ok=True)
-    for filename, md5 in cls.resources:
-        if (raw / filename.removesuffix(".gz")).exists():
-            continue
-        failures = []
-        for mirror in cls.mirrors:
-            try:
-                download_and_extract_archive(f"{mirror}{filename}", str(raw), filename=filename, md5=md5)
-                break
-            except (URLError, RuntimeError, OSError) as err:
-                lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-                failures.append(f"{mirror}{filename}: {lines[-1] if lines else type(err).__name__}")
-        else:
-            raise RuntimeError("; ".join(failures))
-
-
-def ensure_downloaded(name: str, root: Path | None = None) -> Path:
-    """Make sure the four IDX files exist and are whole; download them if missing."""
-    root = Path(root) if root is not None else data_root()
-    raw = raw_folder(name, root)
-    if not all((raw / f).exists() for f in RAW_FILES):
-        created = [folder for folder in (raw, *raw.parents) if not folder.exists()]  # deepest first
-        try:
-            download(name, raw)
-        except (RuntimeError, OSError) as err:
-            for folder in created:  # leave no empty folders behind
-                if folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()
-            raise DataNotFoundError(
-                f"{name} data not found in {raw}, and downloading it failed (no internet? {err}).\n"
-                f"Expected files: {', '.join(RAW_FILES)}.\n"
-                f"Copy them there, or set DATA_DIR to a data root that holds "
-                f"{dataset_info(name)['cls'].__name__}/raw/ with those files "
-                f"(DATA_DIR is {os.environ.get('DATA_DIR') or 'not set'})."
-            ) from None
-    for f in RAW_FILES:
-        check_idx_file(raw / f)
-    return root
 
 
 def get_dataset(
@@ -302,13 +169,6 @@ def get_dataset(
     if limit is not None and limit < len(ds):
         ds = Subset(ds, range(limit))
     return ds
-
-
-def dataset_targets(ds: Dataset) -> torch.Tensor:
-    """Labels of a torchvision data set or of a Subset of one."""
-    if isinstance(ds, Subset):
-        return dataset_targets(ds.dataset)[torch.as_tensor(list(ds.indices))]
-    return torch.as_tensor(ds.targets)
 
 
 def split_indices(n: int, val_size: int, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -376,8 +236,7 @@ def get_loaders(
     return Loaders(train_loader, val_loader, test_loader)
 
 
-# =========================================================================== fast loader
-
+# ==================== 3. the fast loader: the same batches, cut from one tensor on the device (notebook 02)
 
 def base_and_indices(ds: Dataset) -> tuple[Dataset, torch.Tensor]:
     """The torchvision data set under (nested) Subsets, and the indices they select."""
@@ -386,44 +245,6 @@ def base_and_indices(ds: Dataset) -> tuple[Dataset, torch.Tensor]:
         indices = torch.as_tensor(list(ds.indices))[indices]
         ds = ds.dataset
     return ds, indices
-
-
-def augment_theta(n: int, width: int, generator: torch.Generator, degrees: float = 15.0, crop: float = 22 / 28,
-                  crop_p: float = 0.1, flip_p: float = 0.0, shift: int = 0) -> torch.Tensor:
-    """Random affine matrices (n, 2, 3) for `augment_batch`, drawn on the CPU from `generator`.
-
-    Drawing on the CPU and moving the result to the device makes a run identical on every
-    device, and avoids the random-number ops that are unreliable on Apple MPS.
-    """
-    angle = (torch.rand(n, generator=generator) * 2 - 1) * torch.pi * degrees / 180
-    zoom = torch.rand(n, generator=generator) < crop_p
-    scale = torch.where(zoom, torch.full_like(angle, crop), torch.ones_like(angle))
-    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
-                         torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1)
-    if flip_p:
-        mirror = torch.rand(n, generator=generator) < flip_p
-        theta[:, :, 0] *= torch.where(mirror, -1.0, 1.0).unsqueeze(1)  # x_in = -x_out
-    if shift:
-        # Whole pixels (2 / width in grid units), so pixel centres land on pixel centres: no blur.
-        pixels = torch.randint(-shift, shift + 1, (n, 2), generator=generator)
-        theta[:, :, 2] = pixels * 2 / width
-    return theta
-
-
-def augment_batch(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0,
-                  crop: float = 22 / 28, crop_p: float = 0.1, flip_p: float = 0.0, shift: int = 0) -> torch.Tensor:
-    """Random affine augmentation of a whole batch of [0, 1] images, on their device.
-
-    Per image: with probability `crop_p` a centre crop of `crop` of the side resized back to full
-    size (a zoom), a rotation in [-degrees, degrees], with probability `flip_p` a left-right
-    mirror, and a shift of up to `shift` whole pixels in x and y; all as one affine warp
-    (`affine_grid` + `grid_sample`) with black (0) fill, like torchvision's fill=0.
-    `generator` is a CPU generator (see `augment_theta`).
-    """
-    theta = augment_theta(len(x), x.shape[-1], generator, degrees, crop, crop_p, flip_p, shift).to(x.device)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 class TensorLoader:
@@ -514,95 +335,10 @@ def fast_loaders(name: str, batch_size: int, device: torch.device, limit: int | 
     return Loaders(train_loader, val_loader, TensorLoader(test_set, name, device, max(batch_size, 1000)))
 
 
-def shard(ds: Dataset, rank: int, world_size: int) -> Dataset:
-    """Every world_size-th sample starting at rank: disjoint evaluation shards that cover the set."""
-    return ds if world_size == 1 else Subset(ds, range(rank, len(ds), world_size))
-
-
-def samples_per_epoch(loader) -> int:
-    """How many training samples this process sees per epoch (its shard under DDP)."""
-    if isinstance(loader, TensorLoader):
-        return loader.samples_per_epoch()
-    return len(loader.sampler)
-
-
-def pixel_stats(ds: Dataset) -> tuple[float, float]:
-    """Mean and std of all pixels of a data set whose transform is ToTensor() only."""
-    loader = DataLoader(ds, batch_size=10000)
-    total, total_sq, count = 0.0, 0.0, 0
-    for images, _ in loader:
-        total += images.sum().item()
-        total_sq += (images.double() ** 2).sum().item()
-        count += images.numel()
-    mean = total / count
-    return mean, (total_sq / count - mean**2) ** 0.5
-
-
-# =========================================================================== distributed
-
-
-def distributed() -> bool:
-    """True inside a torch.distributed process group with more than one process."""
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def is_main_process() -> bool:
-    """Rank 0, or the only process: the one that prints and writes files."""
-    import torch.distributed as dist
-
-    return not distributed() or dist.get_rank() == 0
-
-
-def process_rank() -> int:
-    """This process's rank in a distributed run (0 outside one)."""
-    import torch.distributed as dist
-
-    return dist.get_rank() if distributed() else 0
-
-
-def broadcast_buffers(model: nn.Module) -> None:
-    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
-
-    DDP keeps the parameters equal, but each rank updates its BatchNorm statistics from its own
-    batches; without this, ranks would evaluate different models, none of them the saved one.
-    """
-    if distributed():
-        import torch.distributed as dist
-
-        for buffer in unwrap(model).buffers():
-            dist.broadcast(buffer, src=0)
-
-
-def all_reduce_sums(values: list[float], device: torch.device) -> list[float]:
-    """Sum each value over all processes (a no-op outside distributed runs)."""
-    if not distributed():
-        return values
-    import torch.distributed as dist
-
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.tolist()
-
-
-# =========================================================================== training
-
+# ==================== 4. training and evaluation loops (notebook 02)
 
 class NonFiniteLossError(CourseError):
     """The loss became NaN or infinite: the learning rate is probably too high."""
-
-
-def check_finite(loss_sum: float, seen: int, device: torch.device) -> None:
-    """Raise NonFiniteLossError if the summed loss is NaN or infinite (on any process)."""
-    bad = not math.isfinite(loss_sum)
-    if distributed():  # every process must stop together, or the others wait forever
-        bad = all_reduce_sums([float(bad)], device)[0] > 0
-    if bad:
-        raise NonFiniteLossError(
-            f"the loss became {loss_sum / max(seen, 1)} within the first {seen} samples of the epoch: training "
-            "diverged. Lower the learning rate (or check the data normalisation)."
-        )
 
 
 def progress_stream():
@@ -647,6 +383,18 @@ def train_epoch(
             bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct.item() / seen:.4f}", refresh=False)
     total_loss, total_correct, seen = all_reduce_sums([loss_sum.item(), correct.item(), seen], device)
     return total_loss / seen, total_correct / seen
+
+
+def check_finite(loss_sum: float, seen: int, device: torch.device) -> None:
+    """Raise NonFiniteLossError if the summed loss is NaN or infinite (on any process)."""
+    bad = not math.isfinite(loss_sum)
+    if distributed():  # every process must stop together, or the others wait forever
+        bad = all_reduce_sums([float(bad)], device)[0] > 0
+    if bad:
+        raise NonFiniteLossError(
+            f"the loss became {loss_sum / max(seen, 1)} within the first {seen} samples of the epoch: training "
+            "diverged. Lower the learning rate (or check the data normalisation)."
+        )
 
 
 @torch.no_grad()
@@ -750,8 +498,7 @@ def format_epoch(row: dict) -> str:
     return " | ".join(parts)
 
 
-# =========================================================================== checkpoints
-
+# ==================== 5. checkpoints (notebook 02)
 
 class CheckpointMismatchError(CourseError):
     """A checkpoint's weights do not fit the model it is loaded into."""
@@ -759,41 +506,6 @@ class CheckpointMismatchError(CourseError):
 
 class CheckpointError(CourseError):
     """A checkpoint file is missing, unreadable, or not a PyTorch checkpoint."""
-
-
-def atomic_write(path: str | Path, write, mode: str = "wb") -> None:
-    """Call write(file) on a temp file beside `path`, then rename it over `path`.
-
-    A crash or an exception mid-write leaves the old file untouched and no temp file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, file_mode(path))  # mkstemp makes the file private (0600); the rename would keep that
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def file_mode(path: Path) -> int:
-    """The permission bits `path` should have: the existing file's, or the default for a new file."""
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0o022)  # the only way to read the umask is to set it
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def atomic_save(obj, path: str | Path) -> None:
-    """torch.save through a temp file and a rename: never a half-written checkpoint."""
-    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def best_path(path: str | Path) -> Path:
@@ -864,19 +576,209 @@ def load_weights(model: nn.Module, state_dict: dict) -> None:
     unwrap(model).load_state_dict(state_dict)
 
 
-def write_json(path: str | Path, obj) -> None:
-    """Write JSON through a temp file and a rename, so a crash never leaves half a file."""
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), mode="w")
-
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside a DistributedDataParallel (or similar) wrapper."""
     return getattr(model, "module", model)
 
 
-# =========================================================================== inspection
+def atomic_write(path: str | Path, write, mode: str = "wb") -> None:
+    """Call write(file) on a temp file beside `path`, then rename it over `path`.
+
+    A crash or an exception mid-write leaves the old file untouched and no temp file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, file_mode(path))  # mkstemp makes the file private (0600); the rename would keep that
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_mode(path: Path) -> int:
+    """The permission bits `path` should have: the existing file's, or the default for a new file."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # the only way to read the umask is to set it
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save through a temp file and a rename: never a half-written checkpoint."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write JSON through a temp file and a rename, so a crash never leaves half a file."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), mode="w")
+
+
+# ==================== 6. looking at images and training curves (notebooks 02-03)
+
+def unnormalize(images: torch.Tensor, name: str) -> torch.Tensor:
+    """Undo the data set's normalisation and clamp to [0, 1] for display."""
+    info = dataset_info(name)
+    return (images * info["std"] + info["mean"]).clamp(0, 1)
+
+
+def show_images(images: torch.Tensor, labels, name: str, title: str = "Images", ncols: int = 8,
+                preds=None):
+    """A grid of (normalised) images titled with their class names (and predictions if given)."""
+    import matplotlib.pyplot as plt
+
+    classes = dataset_info(name)["classes"]
+    images = unnormalize(images.detach().cpu(), name)
+    nrows = (len(images) + ncols - 1) // ncols
+    row_height = 2.0 if preds is None else 2.4
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, row_height * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
+            text = classes[int(labels[i])]
+            if preds is not None:
+                text = f"{text}\npred: {classes[int(preds[i])]}"
+            ax.set_title(text, fontsize=8, color="black" if preds is None or preds[i] == labels[i] else "red")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: torch.Tensor, name: str, nrow: int = 8) -> torch.Tensor:
+    """torchvision's make_grid of un-normalised images: one (3, H, W) tensor for imshow or TensorBoard."""
+    from torchvision.utils import make_grid
+
+    return make_grid(unnormalize(images.detach().cpu(), name), nrow=nrow, padding=2, pad_value=1.0)
+
+
+def plot_history(history: list[dict], title: str = "Training history"):
+    """Loss and accuracy per epoch (train, and validation/test where present); returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for split in ("train", "val", "test"):
+        rows = [row for row in history if f"{split}_loss" in row]
+        if rows:
+            epochs = [row["epoch"] for row in rows]
+            ax_loss.plot(epochs, [row[f"{split}_loss"] for row in rows], marker="o", label=split)
+            ax_acc.plot(epochs, [row[f"{split}_accuracy"] for row in rows], marker="o", label=split)
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set(title=f"{metric.capitalize()} per epoch", xlabel="epoch", ylabel=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ==================== 7. normalisation statistics and augmentation (notebook 03)
+
+def pixel_stats(ds: Dataset) -> tuple[float, float]:
+    """Mean and std of all pixels of a data set whose transform is ToTensor() only."""
+    loader = DataLoader(ds, batch_size=10000)
+    total, total_sq, count = 0.0, 0.0, 0
+    for images, _ in loader:
+        total += images.sum().item()
+        total_sq += (images.double() ** 2).sum().item()
+        count += images.numel()
+    mean = total / count
+    return mean, (total_sq / count - mean**2) ** 0.5
+
+
+# Training augmentations by name. "rotate" is S5's original one: a 10% chance of a 22/28 centre crop
+# (a zoom) and a rotation within +-15 degrees. "flip" suits clothes, which are left-right symmetric
+# but never rotated: a mirror half the time; "flip_shift" adds a shift of up to 2 pixels each way.
+AUGMENTATIONS: dict[str, dict] = {
+    "none": {},
+    "rotate": {"degrees": 15.0, "crop_p": 0.1},
+    "flip": {"degrees": 0.0, "crop_p": 0.0, "flip_p": 0.5},
+    "flip_shift": {"degrees": 0.0, "crop_p": 0.0, "flip_p": 0.5, "shift": 2},
+}
+
+
+DEFAULT_AUGMENTATION = {"mnist": "rotate", "fashion_mnist": "none"}
+
+
+def augmentation_name(dataset: str, augment: bool | str) -> str:
+    """The augmentation to use: True = the data set's default, False = none, or a name from AUGMENTATIONS."""
+    if augment is True:
+        return DEFAULT_AUGMENTATION.get(dataset, "none")
+    if augment is False or augment is None:
+        return "none"
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
+    return augment
+
+
+def train_transform(name: str, augment: bool | str = True) -> transforms.Compose:
+    """Training transform: the PIL version of the named augmentation (see AUGMENTATIONS)."""
+    settings = AUGMENTATIONS[augmentation_name(name, augment)]  # one source for both pipelines
+    steps = []
+    if settings.get("crop_p"):  # the zoom: a 22/28 centre crop (augment_batch's `crop`) resized back
+        zoom = transforms.RandomApply([transforms.CenterCrop(22)], p=settings["crop_p"])
+        steps += [zoom, transforms.Resize((28, 28))]
+    if settings.get("degrees"):
+        steps.append(transforms.RandomRotation((-settings["degrees"], settings["degrees"]), fill=0))
+    if settings.get("flip_p"):
+        steps.append(transforms.RandomHorizontalFlip(settings["flip_p"]))
+    if settings.get("shift"):
+        steps.append(transforms.RandomCrop(28, padding=settings["shift"], fill=0))
+    return transforms.Compose([*steps, transforms.ToTensor(), normalize(name)])
+
+
+def augment_theta(n: int, width: int, generator: torch.Generator, degrees: float = 15.0, crop: float = 22 / 28,
+                  crop_p: float = 0.1, flip_p: float = 0.0, shift: int = 0) -> torch.Tensor:
+    """Random affine matrices (n, 2, 3) for `augment_batch`, drawn on the CPU from `generator`.
+
+    Drawing on the CPU and moving the result to the device makes a run identical on every
+    device, and avoids the random-number ops that are unreliable on Apple MPS.
+    """
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * torch.pi * degrees / 180
+    zoom = torch.rand(n, generator=generator) < crop_p
+    scale = torch.where(zoom, torch.full_like(angle, crop), torch.ones_like(angle))
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
+                         torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1)
+    if flip_p:
+        mirror = torch.rand(n, generator=generator) < flip_p
+        theta[:, :, 0] *= torch.where(mirror, -1.0, 1.0).unsqueeze(1)  # x_in = -x_out
+    if shift:
+        # Whole pixels (2 / width in grid units), so pixel centres land on pixel centres: no blur.
+        pixels = torch.randint(-shift, shift + 1, (n, 2), generator=generator)
+        theta[:, :, 2] = pixels * 2 / width
+    return theta
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0,
+                  crop: float = 22 / 28, crop_p: float = 0.1, flip_p: float = 0.0, shift: int = 0) -> torch.Tensor:
+    """Random affine augmentation of a whole batch of [0, 1] images, on their device.
+
+    Per image: with probability `crop_p` a centre crop of `crop` of the side resized back to full
+    size (a zoom), a rotation in [-degrees, degrees], with probability `flip_p` a left-right
+    mirror, and a shift of up to `shift` whole pixels in x and y; all as one affine warp
+    (`affine_grid` + `grid_sample`) with black (0) fill, like torchvision's fill=0.
+    `generator` is a CPU generator (see `augment_theta`).
+    """
+    theta = augment_theta(len(x), x.shape[-1], generator, degrees, crop, crop_p, flip_p, shift).to(x.device)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+# ==================== 8. reading a network: layer tables and summaries (notebook 03)
 
 POOL_OPS = {"max_pool2d", "avg_pool2d", "_max_pool2d", "max_pool2d_with_indices"}
+
+
 GLOBAL_OPS = {"adaptive_avg_pool2d", "adaptive_max_pool2d", "flatten"}
 
 
@@ -1005,8 +907,7 @@ def summary(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -> None
         model.train(was_training)
 
 
-# =========================================================================== predictions and plots
-
+# ==================== 9. predictions and mistakes (notebooks 03-04)
 
 @torch.no_grad()
 def get_all_preds(model: nn.Module, loader, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1019,101 +920,6 @@ def get_all_preds(model: nn.Module, loader, device: torch.device | None = None) 
         probs.append(output.softmax(dim=1).cpu())  # also right for log-probabilities: softmax(log p) = p
         targets.append(labels.cpu())
     return torch.cat(probs), torch.cat(targets)
-
-
-def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
-    """Counts[i, j] = how many samples of true class i were predicted as class j."""
-    return torch.bincount(targets * num_classes + preds, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
-def unnormalize(images: torch.Tensor, name: str) -> torch.Tensor:
-    """Undo the data set's normalisation and clamp to [0, 1] for display."""
-    info = dataset_info(name)
-    return (images * info["std"] + info["mean"]).clamp(0, 1)
-
-
-def plot_history(history: list[dict], title: str = "Training history"):
-    """Loss and accuracy per epoch (train, and validation/test where present); returns the figure."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for split in ("train", "val", "test"):
-        rows = [row for row in history if f"{split}_loss" in row]
-        if rows:
-            epochs = [row["epoch"] for row in rows]
-            ax_loss.plot(epochs, [row[f"{split}_loss"] for row in rows], marker="o", label=split)
-            ax_acc.plot(epochs, [row[f"{split}_accuracy"] for row in rows], marker="o", label=split)
-    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-        ax.set(title=f"{metric.capitalize()} per epoch", xlabel="epoch", ylabel=metric)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def show_images(images: torch.Tensor, labels, name: str, title: str = "Images", ncols: int = 8,
-                preds=None):
-    """A grid of (normalised) images titled with their class names (and predictions if given)."""
-    import matplotlib.pyplot as plt
-
-    classes = dataset_info(name)["classes"]
-    images = unnormalize(images.detach().cpu(), name)
-    nrows = (len(images) + ncols - 1) // ncols
-    row_height = 2.0 if preds is None else 2.4
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, row_height * nrows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(images):
-            ax.imshow(images[i, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
-            text = classes[int(labels[i])]
-            if preds is not None:
-                text = f"{text}\npred: {classes[int(preds[i])]}"
-            ax.set_title(text, fontsize=8, color="black" if preds is None or preds[i] == labels[i] else "red")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def image_grid(images: torch.Tensor, name: str, nrow: int = 8) -> torch.Tensor:
-    """torchvision's make_grid of un-normalised images: one (3, H, W) tensor for imshow or TensorBoard."""
-    from torchvision.utils import make_grid
-
-    return make_grid(unnormalize(images.detach().cpu(), name), nrow=nrow, padding=2, pad_value=1.0)
-
-
-def plot_probabilities(image: torch.Tensor, probs: torch.Tensor, name: str, label: int | None = None):
-    """One image beside a bar chart of its predicted class probabilities; returns the figure."""
-    import matplotlib.pyplot as plt
-
-    classes = dataset_info(name)["classes"]
-    fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(9, 3.5), gridspec_kw={"width_ratios": [1, 1.6]})
-    ax_img.imshow(unnormalize(image.detach().cpu(), name).squeeze().numpy(), cmap="gray_r", vmin=0, vmax=1)
-    ax_img.set(title="Input" if label is None else f"Input (true: {classes[label]})", xlabel="x (pixels)",
-               ylabel="y (pixels)")
-    ax_bar.barh(range(len(classes)), probs.detach().cpu().numpy(), color="tab:blue")
-    ax_bar.set_yticks(range(len(classes)), classes)
-    ax_bar.invert_yaxis()
-    ax_bar.set(title="Predicted class probabilities", xlabel="probability", ylabel="class", xlim=(0, 1))
-    fig.tight_layout()
-    return fig
-
-
-def plot_confusion_matrix(cm: torch.Tensor, name: str, title: str = "Confusion matrix", normalize: bool = False):
-    """Draw a confusion matrix with scikit-learn's ConfusionMatrixDisplay; returns the figure."""
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    values = cm.double() / cm.sum(dim=1, keepdim=True) if normalize else cm
-    fig, ax = plt.subplots(figsize=(8, 7))
-    ConfusionMatrixDisplay(values.numpy(), display_labels=dataset_info(name)["classes"]).plot(
-        ax=ax, cmap="Blues", colorbar=False, values_format=".2f" if normalize else "d", xticks_rotation=45
-    )
-    ax.set(title=title, xlabel="predicted class", ylabel="true class")
-    fig.tight_layout()
-    return fig
 
 
 def most_confident_mistakes(probs: torch.Tensor, targets: torch.Tensor, k: int = 16) -> torch.Tensor:
@@ -1144,32 +950,7 @@ def plot_mistakes(dataset: Dataset, probs: torch.Tensor, targets: torch.Tensor, 
     return fig
 
 
-# =========================================================================== experiments
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so that a clock around it measures it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def time_training_epoch(net: nn.Module, loader, device: torch.device, lr: float = 0.01) -> float:
-    """Seconds for one training epoch of `net` (a logits model; SGD with momentum), moving every batch to `device`."""
-    net = net.to(device).train()
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-    synchronize(device)
-    start = time.perf_counter()
-    for images, labels in loader:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(net(images), labels).backward()
-        optimizer.step()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
+# ==================== 10. hyper-parameter runs and TensorBoard (notebook 04)
 
 class RunBuilder:
     """Turn an ordered dict of settings into every combination of them (named tuples)."""
@@ -1260,3 +1041,199 @@ class RunManager:
 def run_label(run) -> str:
     """A short folder-safe label for a run, e.g. 'lr=0.01,batch_size=100'."""
     return ",".join(f"{k}={v}" for k, v in run._asdict().items())
+
+
+# ==================== 11. speed: loader settings and timing an epoch (notebook 05)
+
+def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
+    """DataLoader keyword arguments that suit the device.
+
+    pin_memory only helps host->GPU copies, so it is on for CUDA only. On a CPU-only machine the
+    worker processes compete with the training threads for the same cores: measured on a 2-core
+    machine, a Fashion-MNIST epoch took longer with 2 workers than with 0 (README, Performance), so
+    the default is 0 workers on CPU and up to 4 on an accelerator, where the CPU is otherwise idle.
+    """
+    if num_workers is None:
+        num_workers = 0 if device.type == "cpu" else min(4, os.cpu_count() or 1)
+    # No persistent_workers: workers restarted every epoch take their random seeds from the
+    # epoch's reseeded generator, so a resumed run draws the same augmentation as an unbroken one.
+    return {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a clock around it measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def time_training_epoch(net: nn.Module, loader, device: torch.device, lr: float = 0.01) -> float:
+    """Seconds for one training epoch of `net` (a logits model; SGD with momentum), moving every batch to `device`."""
+    net = net.to(device).train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    synchronize(device)
+    start = time.perf_counter()
+    for images, labels in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(net(images), labels).backward()
+        optimizer.step()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+# ==================== 12. several processes: what the loops need under torchrun (notebook 05, train.py)
+
+# Added to a seed per process rank, so that ranks draw different dropout and augmentation.
+RANK_SEED_STRIDE = 1_000_003
+
+
+def distributed() -> bool:
+    """True inside a torch.distributed process group with more than one process."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def is_main_process() -> bool:
+    """Rank 0, or the only process: the one that prints and writes files."""
+    import torch.distributed as dist
+
+    return not distributed() or dist.get_rank() == 0
+
+
+def process_rank() -> int:
+    """This process's rank in a distributed run (0 outside one)."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if distributed() else 0
+
+
+def all_reduce_sums(values: list[float], device: torch.device) -> list[float]:
+    """Sum each value over all processes (a no-op outside distributed runs)."""
+    if not distributed():
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP keeps the parameters equal, but each rank updates its BatchNorm statistics from its own
+    batches; without this, ranks would evaluate different models, none of them the saved one.
+    """
+    if distributed():
+        import torch.distributed as dist
+
+        for buffer in unwrap(model).buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def shard(ds: Dataset, rank: int, world_size: int) -> Dataset:
+    """Every world_size-th sample starting at rank: disjoint evaluation shards that cover the set."""
+    return ds if world_size == 1 else Subset(ds, range(rank, len(ds), world_size))
+
+
+# ==================== 13. data files: find, download (with mirrors) and check the raw files
+
+RAW_FILES = (
+    "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+)
+
+
+def raw_folder(name: str, root: Path | None = None) -> Path:
+    """Where torchvision keeps the uncompressed IDX files of a data set."""
+    root = Path(root) if root is not None else data_root()
+    return root / dataset_info(name)["cls"].__name__ / "raw"
+
+
+def ensure_downloaded(name: str, root: Path | None = None) -> Path:
+    """Make sure the four IDX files exist and are whole; download them if missing."""
+    root = Path(root) if root is not None else data_root()
+    raw = raw_folder(name, root)
+    if not all((raw / f).exists() for f in RAW_FILES):
+        created = [folder for folder in (raw, *raw.parents) if not folder.exists()]  # deepest first
+        try:
+            download(name, raw)
+        except (RuntimeError, OSError) as err:
+            for folder in created:  # leave no empty folders behind
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            raise DataNotFoundError(
+                f"{name} data not found in {raw}, and downloading it failed (no internet? {err}).\n"
+                f"Expected files: {', '.join(RAW_FILES)}.\n"
+                f"Copy them there, or set DATA_DIR to a data root that holds "
+                f"{dataset_info(name)['cls'].__name__}/raw/ with those files "
+                f"(DATA_DIR is {os.environ.get('DATA_DIR') or 'not set'})."
+            ) from None
+    for f in RAW_FILES:
+        check_idx_file(raw / f)
+    return root
+
+
+def download(name: str, raw: Path) -> None:
+    """Fetch and unpack a data set's files with torchvision, trying each of its mirrors in turn.
+
+    Every file is checked against its MD5 sum. torchvision 0.27 and newer also move on to the next
+    mirror when a file fails that check, older releases stop at the first bad copy; the loop is
+    written here so the course behaves the same on every torchvision it supports.
+    Raises RuntimeError naming the file and what each mirror answered.
+    """
+    cls = dataset_info(name)["cls"]
+    raw.mkdir(parents=True, exist_ok=True)
+    for filename, md5 in cls.resources:
+        if (raw / filename.removesuffix(".gz")).exists():
+            continue
+        failures = []
+        for mirror in cls.mirrors:
+            try:
+                download_and_extract_archive(f"{mirror}{filename}", str(raw), filename=filename, md5=md5)
+                break
+            except (URLError, RuntimeError, OSError) as err:
+                lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+                failures.append(f"{mirror}{filename}: {lines[-1] if lines else type(err).__name__}")
+        else:
+            raise RuntimeError("; ".join(failures))
+
+
+def check_idx_file(path: Path) -> None:
+    """Raise CorruptDataError unless `path` is a complete IDX file (header and all its bytes)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(4)
+        if len(header) < 4 or header[:2] != b"\x00\x00" or not 1 <= header[3] <= 4:
+            raise CorruptDataError(f"{path} is not an IDX data file (bad header); delete it and download again")
+        ndim = header[3]
+        dims_bytes = f.read(4 * ndim)
+    if len(dims_bytes) < 4 * ndim:
+        raise CorruptDataError(f"{path} is truncated (incomplete header); delete it and download again")
+    dims = struct.unpack(f">{ndim}I", dims_bytes)
+    expected = 4 + 4 * ndim + int(np.prod(dims))
+    if size != expected:
+        raise CorruptDataError(
+            f"{path} has {size} bytes but its header promises {expected}: the file is truncated or "
+            "corrupted; delete it and download again"
+        )
+
+
+# ==================== 14. smoke mode: tiny runs for the course's tests
+
+def smoke_mode() -> bool:
+    """True when COURSE_SMOKE=1: tests shrink data and epochs but still use real data."""
+    return os.environ.get("COURSE_SMOKE", "").strip() not in ("", "0", "false", "False")
+
+
+def epochs(full: int, smoke: int = 1) -> int:
+    """The epoch count to use: `full` normally, `smoke` in smoke mode."""
+    return smoke if smoke_mode() else full
+
+
+def data_limit(full: int | None = None, smoke: int = 2000) -> int | None:
+    """How many training samples to use: `full` (None = all) normally, `smoke` in smoke mode."""
+    return smoke if smoke_mode() else full

@@ -38,7 +38,7 @@ def test_fashion_constants_match_the_training_pixels(data_root):
 def test_dataset_classes_and_balance(data_root):
     ds = utils.get_dataset("fashion_mnist", train=True)
     assert len(ds) == 60_000 and ds.classes == list(utils.FASHION_CLASSES)
-    assert utils.dataset_targets(ds).bincount().tolist() == [6000] * 10
+    assert torch.as_tensor(ds.targets).bincount().tolist() == [6000] * 10
 
 
 def test_test_transform_is_deterministic_and_train_transform_is_not(data_root):

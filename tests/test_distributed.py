@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import train
 import utils
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +60,6 @@ def test_distributed_sampler_shards_cover_the_epoch(data_root):
         loaders = utils.get_loaders("mnist", 100, torch.device("cpu"), limit=1000, rank=rank, world_size=2)
         loaders.train.sampler.set_epoch(3)
         seen += list(loaders.train.sampler)
-        assert utils.samples_per_epoch(loaders.train) == 500
+        assert train.samples_per_epoch(loaders.train) == 500
         assert len(loaders.test.dataset) == 5000
     assert sorted(seen) == list(range(1000))
