@@ -36,6 +36,8 @@ import struct
 import tempfile
 import time
 import zipfile
+from collections import namedtuple
+from itertools import product
 from pathlib import Path
 from typing import NamedTuple
 from urllib.error import URLError
@@ -280,25 +282,13 @@ class TensorLoader:
     def order(self) -> torch.Tensor:
         """This process's sample indices for the epoch (padded by wrapping to split evenly)."""
         n = len(self.labels)
-        order = self.shuffled(n) if self.shuffle else torch.arange(n)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         if self.world_size > 1:
             per_rank = -(-n // self.world_size)
             order = torch.cat([order, order[: per_rank * self.world_size - n]])[self.rank :: self.world_size]
             # Same order on every rank, but each rank's own augmentation draws from here on.
             self.generator.manual_seed(self.seed * 10_000 + self.epoch + RANK_SEED_STRIDE * (self.rank + 1))
         return order.to(self.device)
-
-    def shuffled(self, n: int) -> torch.Tensor:
-        """A random order of range(n), drawn exactly as DataLoader(shuffle=True, generator=...) draws it.
-
-        So the fast loader serves the same batches as the torchvision pipeline (notebook 02 checks it):
-        a DataLoader iterator first draws one number (its workers' base seed), its RandomSampler draws
-        the permutation, and a second, unused one when the epoch runs out.
-        """
-        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-        order = torch.randperm(n, generator=self.generator)
-        torch.randperm(n, generator=self.generator)
-        return order
 
     def samples_per_epoch(self) -> int:
         """How many samples this process sees per epoch."""
@@ -953,66 +943,63 @@ def plot_mistakes(dataset: Dataset, probs: torch.Tensor, targets: torch.Tensor, 
 # ==================== 10. hyper-parameter runs and TensorBoard (notebook 04)
 
 class RunBuilder:
-    """Turn an ordered dict of settings into every combination of them (named tuples)."""
+    """Turn a dict of settings into every combination of them (named tuples); notebook 04 builds it by hand."""
 
     @staticmethod
     def get_runs(params: dict) -> list:
         """Product of the settings in insertion order, e.g. Run(lr=0.01, batch_size=100)."""
-        from collections import namedtuple
-        from itertools import product
-
         Run = namedtuple("Run", params.keys())
         return [Run(*values) for values in product(*params.values())]
 
 
 class RunManager:
-    """Times epochs, tracks loss and correct predictions, logs to TensorBoard, collects a results table.
+    """Per-run and per-epoch bookkeeping: clock, loss, accuracy, a results row per epoch, TensorBoard logs.
 
-    Usage, per run: begin_run(run, network, loader) -> for each epoch: begin_epoch(),
-    track(loss, preds, labels) per batch, end_epoch() -> end_run(). Then results() or save(path).
+    Notebook 04 builds this class by hand and checks that it gives the same rows. Per run:
+    begin_run(run, network, loader) -> per epoch: begin_epoch(), track(loss, preds, labels) per
+    batch, end_epoch() -> end_run(). Then results() is the table of all epochs of all runs.
     """
 
     def __init__(self, log_dir: str | Path = "runs") -> None:
         self.log_dir = Path(log_dir)
-        self.rows: list[dict] = []
-        self.run = None
+        self.rows: list[dict] = []  # one dict per epoch of every run
         self.run_count = 0
-        self.writer = None
 
     def begin_run(self, run, network: nn.Module, loader, name: str | None = None) -> None:
-        """Start a run: open a TensorBoard writer and log one batch of images."""
+        """Start a run: reset the epoch count, start its clock, open its TensorBoard writer."""
         from torch.utils.tensorboard import SummaryWriter
 
-        self.run, self.network, self.loader = run, network, loader
+        self.run, self.network = run, network
         self.run_count += 1
         self.epoch_count = 0
         self.run_start = time.perf_counter()
-        self.writer = SummaryWriter(log_dir=str(self.log_dir / f"run{self.run_count}-{run_label(run)}"))
-        images, _ = next(iter(loader))
-        if name:
+        label = ",".join(f"{key}={value}" for key, value in run._asdict().items())
+        self.writer = SummaryWriter(log_dir=str(self.log_dir / f"run{self.run_count}-{label}"))
+        if name:  # the first images of a batch, to check what the network sees
+            images, _ = next(iter(loader))
             self.writer.add_image("images", image_grid(images[:32], name))
 
     def begin_epoch(self) -> None:
-        """Reset the epoch's counters and start its clock."""
+        """Start the epoch's clock and reset its sums."""
         self.epoch_count += 1
         self.epoch_start = time.perf_counter()
         self.epoch_loss, self.epoch_correct, self.epoch_seen = 0.0, 0, 0
 
     def track(self, loss: torch.Tensor, preds: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add one batch's loss (mean over the batch) and correct predictions."""
+        """Add one batch: its mean loss times its size, and its correct predictions."""
         self.epoch_loss += loss.item() * len(labels)
         self.epoch_correct += (preds.argmax(dim=1) == labels).sum().item()
         self.epoch_seen += len(labels)
 
     def end_epoch(self) -> dict:
-        """Log the epoch to TensorBoard (scalars and weight histograms); return its results row."""
+        """Log the epoch to TensorBoard (loss, accuracy, weight and gradient histograms); return its row."""
         loss, accuracy = self.epoch_loss / self.epoch_seen, self.epoch_correct / self.epoch_seen
         self.writer.add_scalar("loss", loss, self.epoch_count)
         self.writer.add_scalar("accuracy", accuracy, self.epoch_count)
-        for param_name, param in self.network.named_parameters():
-            self.writer.add_histogram(param_name, param.detach().cpu(), self.epoch_count)
+        for name, param in self.network.named_parameters():
+            self.writer.add_histogram(name, param.detach().cpu(), self.epoch_count)
             if param.grad is not None:
-                self.writer.add_histogram(f"{param_name}.grad", param.grad.detach().cpu(), self.epoch_count)
+                self.writer.add_histogram(f"{name}.grad", param.grad.detach().cpu(), self.epoch_count)
         row = {"run": self.run_count, "epoch": self.epoch_count, "loss": loss, "accuracy": accuracy,
                "epoch_seconds": time.perf_counter() - self.epoch_start,
                "run_seconds": time.perf_counter() - self.run_start, **self.run._asdict()}
@@ -1020,8 +1007,7 @@ class RunManager:
         return row
 
     def end_run(self) -> None:
-        """Close the run's TensorBoard writer."""
-        self.writer.flush()
+        """Close the run's TensorBoard writer (that writes everything to disk)."""
         self.writer.close()
 
     def results(self):
@@ -1029,18 +1015,6 @@ class RunManager:
         import pandas as pd
 
         return pd.DataFrame(self.rows)
-
-    def save(self, path: str | Path) -> None:
-        """Write the results table to PATH.csv and PATH.json (atomically)."""
-        table = self.results()
-        atomic_write(Path(path).with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False)), mode="w")
-        atomic_write(Path(path).with_suffix(".json"), lambda f: f.write(table.to_json(orient="records", indent=2)),
-                     mode="w")
-
-
-def run_label(run) -> str:
-    """A short folder-safe label for a run, e.g. 'lr=0.01,batch_size=100'."""
-    return ",".join(f"{k}={v}" for k, v in run._asdict().items())
 
 
 # ==================== 11. speed: loader settings and timing an epoch (notebook 05)

@@ -49,8 +49,7 @@ def test_ranks_together_see_every_training_sample_once(two_process_run):
 def test_accuracy_matches_a_single_process_with_the_same_total_batch(two_process_run, tmp_path):
     single = run([sys.executable, "train.py", *COMMON, "--batch-size", "256"], tmp_path / "single.json")
     assert single["world_size"] == 1
-    # 2 epochs of 16 steps: both have learned (chance is 0.1), and they agree
-    assert single["test_accuracy"] > 0.3 and two_process_run["test_accuracy"] > 0.3
+    assert single["test_accuracy"] > 0.5 and two_process_run["test_accuracy"] > 0.5
     assert abs(single["test_accuracy"] - two_process_run["test_accuracy"]) < 0.08
 
 

@@ -90,9 +90,8 @@ def test_importable_course_is_used_and_never_overwritten(tmp_path):
 def test_run_manager_cells_work_as_a_script_with_spawned_workers(data_root, tmp_path):
     cells = code_cells(ROOT / "notebooks" / "04_fashion_mnist.ipynb")
     script = tmp_path / "runs.py"
-    script.write_text("\n\n".join([next(s for s in cells if "COURSE_REPO = " in s),
-                                   next(s for s in cells if "RunBuilder.get_runs" in s),
-                                   next(s for s in cells if "def train_runs" in s)]) + "\n")
+    markers = ["COURSE_REPO = ", "RUN_IMAGES = ", "product(*params.values())", "class RunManager", "def train_runs"]
+    script.write_text("\n\n".join(next(s for s in cells if marker in s) for marker in markers) + "\n")
     # macOS and Windows start DataLoader workers with "spawn": each worker imports the script again.
     start = "import multiprocessing, runpy, sys; multiprocessing.set_start_method('spawn'); " \
             "runpy.run_path(sys.argv[1], run_name='__main__')"
