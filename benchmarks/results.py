@@ -34,7 +34,7 @@ import train  # noqa: E402
 import utils  # noqa: E402
 
 # name -> train.py options and seeds. The small nets get their full 15-epoch recipe and 3 seeds.
-# The seed tutorials' models get fewer epochs/seeds where a CPU cannot afford their recipe
+# The earlier notebooks' models get fewer epochs/seeds where a CPU cannot afford their recipe
 # (s5: ~200 s per epoch here; deep: 6.4M parameters); the table says how many epochs each row had.
 CONFIGS: dict[str, dict] = {
     "compact": {"args": ["--model", "compact", "--dataset", "mnist", "--epochs", "15"], "seeds": [1, 2, 3]},

@@ -102,6 +102,23 @@ def test_run_manager_cells_work_as_a_script_with_spawned_workers(data_root, tmp_
     assert multiprocessing.get_start_method() == "fork"  # the spawn method stayed in the child process
 
 
+# --------------------------------------------------------------------------- teaching cells
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_only_the_sizes_cell_knows_about_smoke_mode(notebook):
+    knowing = [c for c in code_cells(notebook) if re.search(r"smoke_mode|data_limit|utils\.epochs|COURSE_SMOKE", c)]
+    assert len(knowing) <= 1, "smoke plumbing in a teaching cell"
+    if knowing:
+        assert knowing[0].startswith("SMOKE = utils.smoke_mode()")
+
+
+def test_the_tensorboard_cell_is_skipped_by_nbval_and_nbclient():
+    cells = json.loads((ROOT / "notebooks" / "04_fashion_mnist.ipynb").read_text())["cells"]
+    tensorboard = [c for c in cells if "%tensorboard" in "".join(c["source"])]
+    assert len(tensorboard) == 1 and {"nbval-skip", "skip-execution"} <= set(tensorboard[0]["metadata"]["tags"])
+
+
 # --------------------------------------------------------------------------- stored outputs
 
 
