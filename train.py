@@ -1,6 +1,7 @@
 """Train a course model on MNIST or Fashion-MNIST from the command line.
 
-    python train.py                                  # compact net on MNIST, its recipe (model.RECIPES)
+    python train.py                                  # quick net on MNIST, its recipe (model.RECIPES)
+    python train.py --model compact                  # notebook 07's 5,862-parameter net, its 15-epoch recipe
     python train.py --model fashion_best             # its recipe includes --dataset fashion_mnist
     python train.py --model fashion --dataset fashion_mnist --optimizer adam --lr 0.001
     python train.py --save ck.pt                     # interrupted? python train.py --resume ck.pt
@@ -32,7 +33,7 @@ LOSSES = {"nll": F.nll_loss, "cross_entropy": F.cross_entropy}
 FALLBACKS = {"loss": "cross_entropy", "dataset": "mnist", "scheduler": "step", "weight_decay": 0.0,
              "augment": "default"}
 # Defaults of options that no recipe sets.
-DEFAULTS = {"gamma": 0.1, "seed": 1, "val_size": 0, "loader": "fast", "device": "auto"}
+DEFAULTS = {"gamma": 0.1, "seed": 1, "val_size": 0, "loader": "fast", "device": "auto", "amp": False}
 # Options that may differ when resuming: output paths, where to run, and --epochs (checked apart).
 MAY_DIFFER_ON_RESUME = {"json", "save", "resume", "device", "epochs"}
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line options. Defaults are None here, so that parse_args can tell what was given."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 usage="%(prog)s [options]   (--help lists them)")  # errors stay short
-    p.add_argument("--model", choices=sorted(models.MODELS), help="network (default: compact)")
+    p.add_argument("--model", choices=sorted(models.MODELS), help="network (default: quick)")
     p.add_argument("--dataset", choices=sorted(utils.DATASETS), help="data set (default: the recipe's, else mnist)")
     p.add_argument("--epochs", type=int, help="total epochs (default: the model's recipe; 1 in smoke mode)")
     p.add_argument("--batch-size", type=int, help="default: the model's recipe (model.RECIPES)")
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "torchvision: Dataset + DataLoader")
     p.add_argument("--num-workers", type=int, help="DataLoader workers, torchvision loader only (default: by device)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="default: auto (CUDA, MPS, CPU)")
+    p.add_argument("--amp", action="store_true", default=None,
+                   help="mixed precision: bf16 autocast (fp16 + gradient scaling on GPUs without bf16); on a CPU "
+                        "only with native bf16 instructions, where it is faster")
     p.add_argument("--json", metavar="PATH", help="write the results and per-epoch history here")
     p.add_argument("--save", metavar="PATH", help="checkpoint after every epoch (best-by-validation beside it)")
     p.add_argument("--resume", metavar="PATH",
@@ -89,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         fill_from_checkpoint(p, args, given)
     elif "limit" not in given:
         args.limit = utils.data_limit()
-    args.model = args.model or "compact"
+    args.model = args.model or "quick"
     if args.model not in models.MODELS:  # a checkpoint can name a model this train.py does not have
         p.error(f"{args.resume} was trained with model {args.model!r}, which is not one of "
                 f"{', '.join(sorted(models.MODELS))}")
@@ -178,6 +182,9 @@ def warn_unused(args: argparse.Namespace, given: set[str]) -> None:
         unused.append("--momentum (only SGD has momentum)")
     if "num_workers" in given and args.loader == "fast":
         unused.append("--num-workers (the fast loader has no workers; use --loader torchvision)")
+    if args.amp and utils.amp_dtype(utils.get_device(args.device)) is None:
+        unused.append(f"--amp (no faster lower precision on {utils.get_device(args.device)}: this CPU has no native "
+                      "bf16, or this is Apple MPS)")
     if {"step_size", "gamma"} & given and args.scheduler != "step":
         unused.append("--step-size/--gamma (only --scheduler step uses them)")
     for text in unused:
@@ -192,7 +199,9 @@ def describe_recipe(args: argparse.Namespace) -> str:
     schedule = {"step": f"StepLR every {args.step_size} epochs x {args.gamma:g}", "onecycle": "OneCycleLR",
                 "none": "constant lr"}[args.scheduler]
     augment = utils.augmentation_name(args.dataset, True if args.augment == "default" else args.augment)
-    return (f"recipe: {args.loss} loss, {optimizer}, weight decay {args.weight_decay:g}, {schedule}, "
+    precision = f", {str(utils.amp_dtype(utils.get_device(args.device))).removeprefix('torch.')} autocast" \
+        if args.amp and utils.amp_dtype(utils.get_device(args.device)) else ""
+    return (f"recipe: {args.loss} loss{precision}, {optimizer}, weight decay {args.weight_decay:g}, {schedule}, "
             f"batch {args.batch_size}, {args.epochs} epochs, augmentation {augment}, {args.loader} loader, "
             f"seed {args.seed}")
 
@@ -297,12 +306,13 @@ def run(args: argparse.Namespace) -> dict:
 
     tic = time.perf_counter()
     loss_fn = LOSSES[args.loss]
+    amp = utils.amp_dtype(device) if args.amp else None
     history = utils.fit(
         net, loaders.train, loaders.test, loss_fn, optimizer, args.epochs, device, scheduler,
         val_loader=loaders.val, history=history, seed=args.seed,
-        checkpoint=args.save or args.resume, extra={"args": vars(args)},
+        checkpoint=args.save or args.resume, extra={"args": vars(args)}, amp=amp,
     )
-    test_loss, test_acc = utils.evaluate(net, loaders.test, loss_fn, device)
+    test_loss, test_acc = utils.evaluate(net, loaders.test, loss_fn, device, amp)
     correct = round(test_acc * test_total)
     log(f"test accuracy {100 * test_acc:.2f}% ({correct}/{test_total})")
     checksums = weight_checksums(net) if world_size > 1 else None  # are the ranks' models identical?
@@ -314,7 +324,8 @@ def run(args: argparse.Namespace) -> dict:
         "train_samples_per_rank": gather(samples_per_epoch(loaders.train)),
         "weight_checksums": checksums, "weights_in_sync": checksums is None or len(set(checksums)) == 1,
         "test_accuracy": test_acc, "test_loss": test_loss, "test_correct": correct, "test_total": test_total,
-        "wall_seconds": time.perf_counter() - tic, "torch": torch.__version__, "smoke": utils.smoke_mode(),
+        "wall_seconds": time.perf_counter() - tic, "amp": str(amp) if amp else None,
+        "torch": torch.__version__, "smoke": utils.smoke_mode(),
         "history": history, "args": vars(args),
     }
 

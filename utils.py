@@ -27,6 +27,7 @@ import sys
 if sys.version_info < (3, 10):  # noqa: UP036 - checked first: the code below writes types as `X | None`
     raise RuntimeError(f"the course needs Python 3.10 or newer; this is Python {sys.version.split()[0]}")
 
+import contextlib
 import json
 import math
 import os
@@ -339,7 +340,7 @@ def progress_stream():
 
 def train_epoch(
     model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device: torch.device,
-    desc: str = "train", scheduler=None, check_every: int = 50,
+    desc: str = "train", scheduler=None, check_every: int = 50, amp: torch.dtype | None = None,
 ) -> tuple[float, float]:
     """One pass over `loader`; returns mean training loss and accuracy. Shows a tqdm bar.
 
@@ -348,9 +349,12 @@ def train_epoch(
 
     Loss and correct predictions are summed on the device: reading a number back (`.item()`)
     makes the CPU wait for the GPU, so that happens only every `check_every` batches, to update
-    the bar and stop a diverged run (NonFiniteLossError), and once at the end.
+    the bar and stop a diverged run (NonFiniteLossError), and once at the end. `amp` (train.py
+    --amp, see `amp_dtype`) runs forward and loss in that precision; float16 gradients are scaled so
+    that small ones do not round to zero.
     """
     model.train()
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
@@ -358,10 +362,16 @@ def train_epoch(
     for step, (images, labels) in enumerate(bar, start=1):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        output = model(images)
-        loss = loss_fn(output, labels)
-        loss.backward()
-        optimizer.step()
+        with autocast(device, amp):
+            output = model(images)
+            loss = loss_fn(output, labels)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         if scheduler is not None:
             scheduler.step()
         loss_sum += loss.detach() * len(labels)
@@ -388,7 +398,8 @@ def check_finite(loss_sum: float, seen: int, device: torch.device) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, loss_fn, device: torch.device) -> tuple[float, float]:
+def evaluate(model: nn.Module, loader, loss_fn, device: torch.device, amp: torch.dtype | None = None,
+             ) -> tuple[float, float]:
     """Mean loss and accuracy of `model` on `loader`, in eval mode and without gradients (notebook 02).
 
     In a distributed run each process passes its shard of the data; the sums are added up over
@@ -401,8 +412,9 @@ def evaluate(model: nn.Module, loader, loss_fn, device: torch.device) -> tuple[f
     seen = 0
     for images, labels in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        output = model(images)
-        loss_sum += loss_fn(output, labels) * len(labels)
+        with autocast(device, amp):
+            output = model(images)
+        loss_sum += loss_fn(output.float(), labels) * len(labels)
         correct += (output.argmax(dim=1) == labels).sum()
         seen += len(labels)
     total_loss, total_correct, seen = all_reduce_sums([loss_sum.item(), correct.item(), seen], device)
@@ -436,7 +448,7 @@ def fit(
     model: nn.Module, train_loader, test_loader, loss_fn, optimizer: torch.optim.Optimizer,
     epochs: int, device: torch.device, scheduler=None, *, val_loader=None,
     history: list[dict] | None = None, seed: int = 0, checkpoint: str | Path | None = None,
-    extra: dict | None = None, verbose: bool = True,
+    extra: dict | None = None, verbose: bool = True, amp: torch.dtype | None = None,
 ) -> list[dict]:
     """Train up to epoch `epochs` and return the history: one dict of metrics per epoch.
 
@@ -453,7 +465,7 @@ def fit(
         tic = time.perf_counter()
         batch_scheduler = scheduler if steps_per_batch(scheduler) else None
         train_loss, train_acc = train_epoch(
-            model, train_loader, loss_fn, optimizer, device, f"epoch {epoch}/{epochs}", batch_scheduler
+            model, train_loader, loss_fn, optimizer, device, f"epoch {epoch}/{epochs}", batch_scheduler, amp=amp
         )
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None and batch_scheduler is None:
@@ -461,8 +473,8 @@ def fit(
         row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "lr": lr}
         broadcast_buffers(model)  # every rank evaluates the model that rank 0 saves
         if val_loader is not None:
-            row["val_loss"], row["val_accuracy"] = evaluate(model, val_loader, loss_fn, device)
-        row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, loss_fn, device)
+            row["val_loss"], row["val_accuracy"] = evaluate(model, val_loader, loss_fn, device, amp)
+        row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, loss_fn, device, amp)
         row["seconds"] = time.perf_counter() - tic
         bad = [k for k in ("train_loss", "val_loss", "test_loss") if k in row and not math.isfinite(row[k])]
         if bad:  # e.g. the last step of the epoch broke the weights: do not save them
@@ -1032,6 +1044,26 @@ def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
     # No persistent_workers: workers restarted every epoch take their random seeds from the
     # epoch's reseeded generator, so a resumed run draws the same augmentation as an unbroken one.
     return {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast precision for train.py --amp on this device, or None where it would not help.
+
+    CUDA: bfloat16 where the GPU supports it, else float16 (with gradient scaling). CPU: bfloat16
+    only on processors with native bf16 instructions (AVX512-BF16, AMX), where it measured faster
+    (benchmarks/time_to_accuracy.py --amp); elsewhere bf16 is emulated and slower.
+    Apple MPS: None (not measured).
+    """
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, amp: torch.dtype | None):
+    """torch.autocast in `amp` precision, or a context that changes nothing when amp is None."""
+    return torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
 
 
 def synchronize(device: torch.device) -> None:

@@ -71,3 +71,20 @@ def test_train_py_runs_on_the_device_without_float64_and_resumes_on_the_cpu(data
 def test_dataloader_settings_suit_the_device(device):
     kwargs = utils.loader_kwargs(torch.device(device))
     assert kwargs["pin_memory"] is (device == "cuda") and kwargs["num_workers"] >= 1
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+def test_amp_on_cuda_trains_in_lower_precision_with_finite_losses(data_root):
+    device = torch.device("cuda")
+    amp = utils.amp_dtype(device)
+    assert amp in (torch.bfloat16, torch.float16)
+    loader = utils.get_loaders("mnist", 128, device, limit=2000, loader="fast").train
+    torch.manual_seed(0)
+    net = model.QuickNet().to(device)
+    seen = []
+    net.features[0][0].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    loss, accuracy = utils.train_epoch(net, loader, F.cross_entropy, optimizer, device, amp=amp)
+    assert set(seen) == {amp} and all(p.dtype == torch.float32 for p in net.parameters())
+    assert loss == loss and accuracy > 0.3  # finite, and it learned (float16 goes through the GradScaler)

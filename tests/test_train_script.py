@@ -25,7 +25,7 @@ def test_smoke_run_writes_sane_json(data_root, tmp_path):
     proc = run_train("--epochs", "2", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    assert result["model"] == "compact" and result["dataset"] == "mnist" and result["device"] == "cpu"
+    assert result["model"] == "quick" and result["dataset"] == "mnist" and result["device"] == "cpu"
     assert result["epochs"] == 2 and len(result["history"]) == 2
     assert result["params"] > 0 and result["train_samples"] == 2000
     assert result["test_accuracy"] > 0.25  # chance is 0.1; 2 smoke epochs are only 32 steps
@@ -68,6 +68,7 @@ def test_recipe_supplies_defaults_and_flags_override_them():
     assert (args.optimizer, args.lr, args.batch_size) == (recipe["optimizer"], recipe["lr"], recipe["batch_size"])
     args = train.parse_args(["--model", "fashion_best", "--no-augment", "--scheduler", "step", "--dataset", "mnist"])
     assert (args.augment, args.scheduler, args.dataset) == ("none", "step", "mnist")
-    args = train.parse_args([])  # the default model's recipe: compact, OneCycleLR, the data set's augmentation
+    args = train.parse_args([])  # the default model's recipe: quick, OneCycleLR, the data set's augmentation
     assert (args.seed, args.val_size, args.loader, args.device, args.gamma) == (1, 0, "fast", "auto", 0.1)
-    assert (args.model, args.dataset, args.scheduler, args.augment) == ("compact", "mnist", "onecycle", "default")
+    assert (args.model, args.dataset, args.scheduler, args.augment) == ("quick", "mnist", "onecycle", "default")
+    assert not args.amp

@@ -1,0 +1,84 @@
+"""Speed: mixed precision (--amp) on the CPU side, and the time-to-accuracy benchmark in smoke mode."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import model
+import train
+import utils
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import time_to_accuracy  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+def test_bf16_autocast_trains_in_bf16_and_keeps_float32_weights(data_root):
+    loader = utils.get_loaders("mnist", 100, CPU, limit=500, loader="fast").train
+    torch.manual_seed(0)
+    net = model.QuickNet()
+    seen = []
+    net.features[0][0].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    loss, accuracy = utils.train_epoch(net, loader, F.cross_entropy, optimizer, CPU, amp=torch.bfloat16)
+    assert seen and set(seen) == {torch.bfloat16}  # the convolutions ran in bf16
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # the weights did not
+    assert torch.isfinite(torch.tensor(loss)) and 0 <= accuracy <= 1
+    val_loss, _ = utils.evaluate(net, loader, F.cross_entropy, CPU, amp=torch.bfloat16)
+    assert torch.isfinite(torch.tensor(val_loss))
+
+
+def test_amp_where_the_cpu_has_no_native_bf16_warns_and_trains_in_float32(monkeypatch, capsys):
+    monkeypatch.setattr(utils, "amp_dtype", lambda device: None)
+    args = train.parse_args(["--amp", "--device", "cpu"])
+    assert "--amp (no faster lower precision on cpu" in capsys.readouterr().err
+    assert "autocast" not in train.describe_recipe(args)
+
+
+def test_amp_run_records_its_precision(data_root, tmp_path):
+    out = tmp_path / "amp.json"
+    assert train.main(["--amp", "--device", "cpu", "--limit", "600", "--epochs", "1", "--json", str(out)]) == 0
+    expected = utils.amp_dtype(CPU)
+    assert json.loads(out.read_text())["amp"] == (str(expected) if expected else None)
+
+
+def test_first_reaching_counts_the_epochs_up_to_the_threshold():
+    history = [{"epoch": 1, "seconds": 10.0, "test_accuracy": 0.985},
+               {"epoch": 2, "seconds": 11.0, "test_accuracy": 0.991},
+               {"epoch": 3, "seconds": 12.0, "test_accuracy": 0.9935}]
+    assert time_to_accuracy.first_reaching(history, 0.99) == {"epoch": 2, "seconds": 21.0}
+    assert time_to_accuracy.first_reaching(history, 0.994) is None
+
+
+def test_reference_net_is_the_published_size():
+    net = time_to_accuracy.ReferenceNet()
+    assert model.count_parameters(net) == 1_199_882
+    assert net(torch.zeros(2, 1, 28, 28)).exp().sum(dim=1).allclose(torch.ones(2))  # log-probabilities
+
+
+def test_time_to_accuracy_writes_json_and_a_side_by_side_table(data_root, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{time_to_accuracy.TABLE_START}\nold\n{time_to_accuracy.TABLE_END}\nafter\n")
+    out = tmp_path / "t.json"
+    assert time_to_accuracy.main(["--seeds", "1", "--timing-repeats", "1", "--device", "cpu", "--json", str(out),
+                                  "--readme", str(readme)]) == 0
+    result = json.loads(out.read_text())
+    recipes = [run["recipe"] for run in result["runs"]]
+    assert recipes[:2] == ["reference", "default"] and set(result["seconds_per_epoch"]) == {"reference", "default"}
+    assert all(set(run["reached"]) == {"0.990", "0.994"} for run in result["runs"])
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
+    assert "| PyTorch MNIST example | 1 | 1,199,882 |" in text and "| python train.py --seed 1 | 1 |" in text
+
+
+def test_bad_options_are_refused_before_any_work(capsys):
+    with pytest.raises(SystemExit):
+        time_to_accuracy.parse_args(["--timing-repeats", "0"])
+    assert "--timing-repeats must be 1 or more" in capsys.readouterr().err
