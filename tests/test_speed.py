@@ -67,18 +67,36 @@ def test_time_to_accuracy_writes_json_and_a_side_by_side_table(data_root, tmp_pa
     readme = tmp_path / "README.md"
     readme.write_text(f"before\n{time_to_accuracy.TABLE_START}\nold\n{time_to_accuracy.TABLE_END}\nafter\n")
     out = tmp_path / "t.json"
-    assert time_to_accuracy.main(["--seeds", "1", "--timing-repeats", "1", "--device", "cpu", "--json", str(out),
-                                  "--readme", str(readme)]) == 0
+    assert time_to_accuracy.main(["--seeds", "1", "--device", "cpu", "--json", str(out), "--readme", str(readme)]) == 0
     result = json.loads(out.read_text())
-    recipes = [run["recipe"] for run in result["runs"]]
-    assert recipes[:2] == ["reference", "default"] and set(result["seconds_per_epoch"]) == {"reference", "default"}
-    assert all(set(run["reached"]) == {"0.990", "0.994"} for run in result["runs"])
+    runs = result["runs"]
+    assert [run["recipe"] for run in runs][:2] == ["reference", "default"]
+    assert all(set(run["reached"]) == {"0.990", "0.994"} and run["seconds_per_epoch"] > 0 for run in runs)
+    assert runs[1]["epochs"] == 1 and runs[0]["epochs"] == 2  # smoke: train.py's 1 epoch, the reference's 2
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
-    assert "| PyTorch MNIST example | 1 | 1,199,882 |" in text and "| python train.py --seed 1 | 1 |" in text
+    assert "| PyTorch MNIST example | 1 | 1,199,882 |" in text and "| python train.py --seed 1 | 1 | 5,862 |" in text
 
 
-def test_bad_options_are_refused_before_any_work(capsys):
+def test_the_default_run_is_exactly_train_py(data_root, tmp_path):
+    """Advancing a run epoch by epoch, in turn with others, gives what `python train.py` gives."""
+    out = tmp_path / "train.json"
+    assert train.main(["--seed", "2", "--device", "cpu", "--epochs", "2", "--json", str(out)]) == 0
+    run = time_to_accuracy.default_run(CPU, 2, more=("--epochs", "2"))
+    reference = time_to_accuracy.reference_run(CPU)
+    for _ in range(2):
+        time_to_accuracy.advance(run, CPU)
+        time_to_accuracy.advance(reference, CPU)
+    expected = json.loads(out.read_text())["history"]
+    assert [r["test_accuracy"] for r in run["history"]] == [r["test_accuracy"] for r in expected]
+    assert [r["train_loss"] for r in run["history"]] == [r["train_loss"] for r in expected]
+
+
+def test_bad_options_are_refused_before_any_work(capsys, tmp_path):
     with pytest.raises(SystemExit):
-        time_to_accuracy.parse_args(["--timing-repeats", "0"])
-    assert "--timing-repeats must be 1 or more" in capsys.readouterr().err
+        time_to_accuracy.parse_args(["--seeds", "-1", "--readme", ""])
+    assert "seeds must be 0 or more" in capsys.readouterr().err
+    (tmp_path / "R.md").write_text("no markers here\n")
+    with pytest.raises(SystemExit):
+        time_to_accuracy.parse_args(["--readme", str(tmp_path / "R.md")])
+    assert "expected a file with the lines <!-- time-to-accuracy:start -->" in capsys.readouterr().err
