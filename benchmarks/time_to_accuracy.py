@@ -7,24 +7,27 @@ The reference recipe, written here from its published description (PyTorch's exa
 conv 1->32 3x3, ReLU, conv 32->64 3x3, ReLU, max-pool 2, dropout 0.25, fc 9216->128, ReLU,
 dropout 0.5, fc 128->10, log-softmax; Adadelta lr 1.0, StepLR(step 1, gamma 0.7), batch 64,
 14 epochs; ToTensor + Normalize(0.1307, 0.3081) through a torchvision DataLoader; seed 1.
-The default recipe is what `python train.py` runs (train.py's default model and its model.RECIPES
-entry), once per --seeds, and once more with --amp where this device has a faster lower precision.
+The default recipe is `python train.py --seed N` itself, run as a command for each --seeds, and
+once more with --amp where this device has a faster lower precision.
 
-All runs advance together, one epoch at a time, in turn (reference epoch 1, default seed 1 epoch 1,
-seed 2 epoch 1, ..., reference epoch 2, ...), so that machine noise hits every recipe alike; each
-run is still exactly the run it stands for (every epoch reseeds from its seed and number). After
-every epoch the test accuracy is recorded, only to report when 99.0% and 99.4% are first reached:
-nothing is chosen by it (train.py's recipe was chosen on a validation split). Wall time = the
-epochs' training plus their test evaluation, data loading excluded, for every recipe alike;
-seconds per epoch = the median over a recipe's epochs.
-Writes JSON (--json) and the README table between its markers (--readme). With COURSE_SMOKE=1
-(the tests) both recipes run on 2,000 images for a couple of epochs.
+Every run is a fresh process, so none inherits another's memory or caches, and the commands
+alternate: default (first seed), reference, default (other seeds), default --amp. After every epoch
+the test accuracy is recorded, only to report when 99.0% and 99.4% were first reached: nothing is
+chosen by it (train.py's recipe was chosen on a validation split). Training time = the epochs'
+training plus their test evaluation, for every run alike; the whole command's time (start-up and
+data loading included) is reported beside it. Writes JSON (--json) and the README table between
+its markers (--readme). With COURSE_SMOKE=1 (the tests) both recipes run on 2,000 images for a
+couple of epochs.
 """
 
 import argparse
+import json
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -37,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 from results import device_label  # noqa: E402  (benchmarks/results.py)
 
 import model as models  # noqa: E402
-import train  # noqa: E402
 import utils  # noqa: E402
 
 REFERENCE_EPOCHS = 14
@@ -71,53 +73,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "time_to_accuracy.json"))
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="README whose table to replace ('' = none)")
+    p.add_argument("--reference-run", metavar="PATH", help=argparse.SUPPRESS)  # one reference run, in its own process
     args = p.parse_args(argv)
     if any(seed < 0 for seed in args.seeds):
         p.error(f"seeds must be 0 or more, got {' '.join(map(str, args.seeds))}")
-    if args.readme and not has_markers(Path(args.readme)):
+    if args.readme and not args.reference_run and not has_markers(Path(args.readme)):
         p.error(f"--readme {args.readme}: expected a file with the lines {TABLE_START} and {TABLE_END}")
     return args
 
 
-def reference_run(device: torch.device, seed: int = 1) -> dict:
-    """Everything the reference recipe trains with, as a run that `advance` moves one epoch on."""
+def train_reference(device: torch.device, path: str, seed: int = 1) -> None:
+    """The reference recipe's epochs, test accuracy after each; its history is written to `path`."""
     utils.set_seed(seed)
     loaders = utils.get_loaders("mnist", 64, device, limit=utils.data_limit(), test_limit=utils.data_limit(smoke=2000),
                                 augment=False, loader="torchvision", seed=seed)
     net = ReferenceNet().to(device)
     optimizer = torch.optim.Adadelta(net.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
-    return {"recipe": "reference", "label": "PyTorch MNIST example", "seed": seed, "net": net, "loaders": loaders,
-            "optimizer": optimizer, "scheduler": scheduler, "loss_fn": F.nll_loss, "amp": None,
-            "epochs": utils.epochs(REFERENCE_EPOCHS, smoke=2), "history": []}
+    epochs = utils.epochs(REFERENCE_EPOCHS, smoke=2)
+    print(f"reference: PyTorch's MNIST example recipe, {models.count_parameters(net):,} parameters, "
+          f"{epochs} epochs on {device}", flush=True)
+    history = utils.fit(net, loaders.train, loaders.test, F.nll_loss, optimizer, epochs, device, scheduler, seed=seed)
+    utils.write_json(path, {"params": models.count_parameters(net), "seed": seed, "history": history})
 
 
-def default_run(device: torch.device, seed: int, amp: bool = False, more: tuple[str, ...] = ()) -> dict:
-    """`python train.py --seed SEED [--amp] [MORE]`: the same calls, in the same order, as train.run makes them."""
-    options = ["--seed", str(seed)] + (["--amp"] if amp else []) + list(more)
-    args = train.parse_args(options + ["--device", device.type])
-    utils.set_seed(args.seed)
-    loaders = utils.get_loaders(args.dataset, args.batch_size, device, limit=args.limit,
-                                test_limit=utils.data_limit(smoke=2000), val_size=args.val_size,
-                                augment=True if args.augment == "default" else args.augment, seed=args.seed,
-                                loader=args.loader)
-    net = models.build(args.model).to(device)
-    optimizer = train.make_optimizer(args, net)
-    return {"recipe": "default --amp" if amp else "default", "label": "python train.py " + " ".join(options),
-            "seed": seed, "net": net, "loaders": loaders, "optimizer": optimizer,
-            "scheduler": train.make_scheduler(args, optimizer, len(loaders.train)), "loss_fn": train.LOSSES[args.loss],
-            "amp": utils.amp_dtype(device) if amp else None, "epochs": args.epochs, "history": [], "model": args.model}
-
-
-def advance(run: dict, device: torch.device) -> None:
-    """Train `run` for its next epoch (utils.fit continues after the last epoch of its history)."""
-    epoch = len(run["history"]) + 1
-    run["history"] = utils.fit(run["net"], run["loaders"].train, run["loaders"].test, run["loss_fn"], run["optimizer"],
-                               epoch, device, run["scheduler"], history=run["history"], seed=run["seed"],
-                               verbose=False, amp=run["amp"])
-    row = run["history"][-1]
-    print(f"{run['label']:<32} epoch {epoch:>2}/{run['epochs']}: test accuracy {100 * row['test_accuracy']:.2f}%, "
-          f"{row['seconds']:.1f} s", flush=True)
+def run_command(label: str, command: list[str]) -> dict:
+    """Run one training command in a fresh process; return its JSON and how long the whole command took."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "run.json"
+        print(f"\n$ {label}", flush=True)
+        tic = time.perf_counter()
+        proc = subprocess.run([*command, out.as_posix()], cwd=ROOT)
+        seconds = time.perf_counter() - tic
+        if proc.returncode != 0:
+            raise SystemExit(f"{label} failed (exit status {proc.returncode})")
+        return {**json.loads(out.read_text()), "label": label, "process_seconds": seconds}
 
 
 def first_reaching(history: list[dict], threshold: float) -> dict | None:
@@ -130,12 +120,11 @@ def first_reaching(history: list[dict], threshold: float) -> dict | None:
     return None
 
 
-def summarise(run: dict) -> dict:
-    """One run's figures: seconds per epoch, wall time, time to each threshold, final accuracy."""
+def summarise(recipe: str, run: dict) -> dict:
+    """One run's figures: seconds per epoch, training time, time to each threshold, final accuracy."""
     history = run["history"]
-    return {"recipe": run["recipe"], "label": run["label"], "seed": run["seed"],
-            "params": models.count_parameters(run["net"]), "epochs": len(history),
-            "amp": str(run["amp"]) if run["amp"] else None,
+    return {"recipe": recipe, "label": run["label"], "seed": run["seed"], "params": run["params"],
+            "epochs": len(history), "amp": run.get("amp"), "process_seconds": run["process_seconds"],
             "seconds_per_epoch": statistics.median(row["seconds"] for row in history),
             "wall_seconds": sum(row["seconds"] for row in history),
             "final_test_accuracy": history[-1]["test_accuracy"],
@@ -149,22 +138,23 @@ def cell(reached: dict | None) -> str:
 
 def markdown_table(result: dict) -> str:
     """The side-by-side table: reference, then the default's seeds, then --amp."""
-    reference_wall = result["runs"][0]["wall_seconds"]
-    lines = ["| recipe | seed | parameters | epochs | s / epoch (median) | wall time | share of reference "
-             "| time to 99.0% | time to 99.4% | final test acc. |",
+    runs = sorted(result["runs"], key=lambda r: (r["recipe"] != "reference", r["recipe"], r["seed"]))
+    reference = runs[0]["wall_seconds"]
+    lines = ["| command | parameters | epochs | s / epoch (median) | training time | share of reference "
+             "| time to 99.0% | time to 99.4% | final test acc. | whole command |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for run in result["runs"]:
+    for run in runs:
         lines.append(
-            f"| {run['label']} | {run['seed']} | {run['params']:,} | {run['epochs']} | "
-            f"{run['seconds_per_epoch']:.1f} | {run['wall_seconds']:.0f} s | "
-            f"{100 * run['wall_seconds'] / reference_wall:.1f}% | {cell(run['reached']['0.990'])} | "
-            f"{cell(run['reached']['0.994'])} | {100 * run['final_test_accuracy']:.2f}% |")
-    accuracy = statistics.median(r["final_test_accuracy"] for r in result["runs"] if r["recipe"] == "default")
-    walls = [r["wall_seconds"] for r in result["runs"] if r["recipe"] == "default"]
-    wall = statistics.median(walls)
-    lines += ["", f"Default, median of {len(walls)} seeds: test accuracy {100 * accuracy:.2f}%, wall time {wall:.0f} s "
-              f"= {100 * wall / reference_wall:.1f}% of the reference's {REFERENCE_EPOCHS} epochs "
-              f"({reference_wall:.0f} s); {result['machine']}."]
+            f"| {run['label']} | {run['params']:,} | {run['epochs']} | {run['seconds_per_epoch']:.1f} s | "
+            f"{run['wall_seconds']:.0f} s | {100 * run['wall_seconds'] / reference:.1f}% | "
+            f"{cell(run['reached']['0.990'])} | {cell(run['reached']['0.994'])} | "
+            f"{100 * run['final_test_accuracy']:.2f}% | {run['process_seconds']:.0f} s |")
+    defaults = [r for r in runs if r["recipe"] == "default"]
+    accuracy = statistics.median(r["final_test_accuracy"] for r in defaults)
+    wall = statistics.median(r["wall_seconds"] for r in defaults)
+    lines += ["", f"`python train.py`, median of {len(defaults)} seeds: test accuracy {100 * accuracy:.2f}%, training "
+              f"time {wall:.0f} s = {100 * wall / reference:.1f}% of the reference's {runs[0]['epochs']} epochs "
+              f"({reference:.0f} s); {result['machine']}, torch {result['torch']}."]
     return "\n".join(lines)
 
 
@@ -181,18 +171,26 @@ def replace_table(readme: Path, table: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Time the epochs alternately, run both recipes in full, write JSON and the table."""
+    """Run the commands in turn, write JSON and the table."""
     args = parse_args(argv)
     device = utils.get_device(args.device)
-    runs = [reference_run(device)] + [default_run(device, seed) for seed in args.seeds]
+    if args.reference_run:
+        train_reference(device, args.reference_run)
+        return 0
+    python, device_option = sys.executable, ["--device", device.type]
+    default = [python, "train.py", *device_option, "--json"]
+    commands = [("default", f"python train.py --seed {seed}", [*default[:2], "--seed", str(seed), *default[2:]])
+                for seed in args.seeds]
+    reference = ("reference", "PyTorch MNIST example (seed 1)",
+                 [python, str(Path(__file__).resolve()), *device_option, "--reference-run"])
+    commands.insert(1, reference)
     if utils.amp_dtype(device) is not None:
-        runs.append(default_run(device, args.seeds[0], amp=True))
-    for _ in range(max(run["epochs"] for run in runs)):
-        for run in runs:
-            if len(run["history"]) < run["epochs"]:
-                advance(run, device)
+        seed = args.seeds[0]
+        commands.append(("default --amp", f"python train.py --seed {seed} --amp",
+                         [*default[:2], "--seed", str(seed), "--amp", *default[2:]]))
+    runs = [summarise(recipe, run_command(label, command)) for recipe, label, command in commands]
     result = {"machine": device_label(str(device)), "torch": torch.__version__, "python": platform.python_version(),
-              "runs": [summarise(run) for run in runs]}
+              "runs": runs}
     utils.write_json(args.json, result)
     table = markdown_table(result)
     print(table)
