@@ -265,38 +265,6 @@ class CompactNet(nn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
-# --------------------------------------------------------------------------- quick MNIST net (train.py's default)
-
-class QuickNet(nn.Module):
-    """CompactNet's 5,862-parameter layers without dropout: train.py's default, the fastest to train on a CPU.
-
-    Returns logits (train with `F.cross_entropy`). Same layer plan as `CompactNet` (notebook 07):
-    six thin 3x3 convs with BatchNorm, one max-pool after the second, global average pooling and a
-    1x1 conv classifier. Dropout drew a random mask for every activation of every layer, which took
-    about 40% of a CPU training step (benchmarks/profile_epoch.py) for no gain measured on the
-    validation set; without it an epoch takes 7.6 s instead of 12.7 s on a 2-core CPU.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-
-        def block(c_in: int, c_out: int, padding: int = 0) -> nn.Sequential:
-            """3x3 conv (no bias: BatchNorm has one) -> BatchNorm -> ReLU."""
-            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=padding, bias=False), nn.BatchNorm2d(c_out),
-                                 nn.ReLU())
-
-        self.features = nn.Sequential(
-            block(1, 8), block(8, 10), nn.MaxPool2d(2),
-            block(10, 10, padding=1), block(10, 12), block(12, 12), block(12, 14),
-            nn.AdaptiveAvgPool2d(1),
-        )
-        self.classifier = nn.Conv2d(14, 10, kernel_size=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x)
-        return torch.flatten(self.classifier(self.features(x)), 1)
-
-
 # --------------------------------------------------------------------------- small Fashion-MNIST net
 
 class FashionBestNet(nn.Module):
@@ -338,7 +306,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "s5": S5Net,
     "fashion": FashionNet,
     "compact": CompactNet,
-    "quick": QuickNet,
+    "quick": CompactNet,  # with OPTIONS["quick"]
     "fashion_best": FashionBestNet,
 }
 
@@ -367,11 +335,17 @@ RECIPES: dict[str, dict] = {
 }
 
 
+# Registry entries that build a class with other settings. "quick", train.py's default, is CompactNet
+# without dropout: its random masks took 40% of a CPU training step (benchmarks/profile_epoch.py) and bought
+# nothing measurable on a validation split (README, "Speed").
+OPTIONS: dict[str, dict] = {"quick": {"dropout": 0.0}}
+
+
 def build(name: str) -> nn.Module:
     """Return a fresh model for a registry name, or raise a ValueError listing the names."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(sorted(MODELS))}")
-    return MODELS[name]()
+    return MODELS[name](**OPTIONS.get(name, {}))
 
 
 def count_parameters(model: nn.Module) -> int:

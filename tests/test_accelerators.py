@@ -81,7 +81,7 @@ def test_amp_on_cuda_trains_in_lower_precision_with_finite_losses(data_root):
     assert amp in (torch.bfloat16, torch.float16)
     loader = utils.get_loaders("mnist", 128, device, limit=2000, loader="fast").train
     torch.manual_seed(0)
-    net = model.QuickNet().to(device)
+    net = model.build("quick").to(device)
     seen = []
     net.features[0][0].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)

@@ -49,7 +49,7 @@ def test_a_class_copied_alone_builds_the_same_model(name):
     ])
     exec(compile(source, f"<{cls.__name__} copied alone>", "exec"), namespace)
     torch.manual_seed(0)
-    copied = namespace[cls.__name__]().eval()
+    copied = namespace[cls.__name__](**model.OPTIONS.get(name, {})).eval()
     torch.manual_seed(0)
     original = model.build(name).eval()
     x = torch.randn(2, 1, 28, 28)

@@ -23,7 +23,7 @@ CPU = torch.device("cpu")
 def test_bf16_autocast_trains_in_bf16_and_keeps_float32_weights(data_root):
     loader = utils.get_loaders("mnist", 100, CPU, limit=500, loader="fast").train
     torch.manual_seed(0)
-    net = model.QuickNet()
+    net = model.build("quick")
     seen = []
     net.features[0][0].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
