@@ -191,6 +191,11 @@ def warn_unused(args: argparse.Namespace, given: set[str]) -> None:
         print(f"warning: {text} has no effect here", file=sys.stderr)
 
 
+def augment_setting(args: argparse.Namespace) -> bool | str:
+    """The --augment option as utils.get_loaders takes it: True for the data set's default, else its name."""
+    return True if args.augment == "default" else args.augment
+
+
 def describe_recipe(args: argparse.Namespace) -> str:
     """The resolved training recipe in one line."""
     optimizer = f"{args.optimizer} lr {args.lr:g}"
@@ -198,9 +203,9 @@ def describe_recipe(args: argparse.Namespace) -> str:
         optimizer += f" momentum {args.momentum:g}"
     schedule = {"step": f"StepLR every {args.step_size} epochs x {args.gamma:g}", "onecycle": "OneCycleLR",
                 "none": "constant lr"}[args.scheduler]
-    augment = utils.augmentation_name(args.dataset, True if args.augment == "default" else args.augment)
-    precision = f", {str(utils.amp_dtype(utils.get_device(args.device))).removeprefix('torch.')} autocast" \
-        if args.amp and utils.amp_dtype(utils.get_device(args.device)) else ""
+    augment = utils.augmentation_name(args.dataset, augment_setting(args))
+    amp = utils.amp_dtype(utils.get_device(args.device)) if args.amp else None
+    precision = f", {str(amp).removeprefix('torch.')} autocast" if amp else ""
     return (f"recipe: {args.loss} loss{precision}, {optimizer}, weight decay {args.weight_decay:g}, {schedule}, "
             f"batch {args.batch_size}, {args.epochs} epochs, augmentation {augment}, {args.loader} loader, "
             f"seed {args.seed}")
@@ -289,7 +294,7 @@ def run(args: argparse.Namespace) -> dict:
     utils.set_seed(args.seed)  # same seed on every rank: identical initial weights
     loaders = utils.get_loaders(
         args.dataset, args.batch_size, device, limit=args.limit, test_limit=utils.data_limit(smoke=2000),
-        val_size=args.val_size, augment=True if args.augment == "default" else args.augment, seed=args.seed,
+        val_size=args.val_size, augment=augment_setting(args), seed=args.seed,
         num_workers=args.num_workers, loader=args.loader, rank=rank, world_size=world_size,
     )
     net = models.build(args.model).to(device)

@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     run_args = train.parse_args(options)
     device = torch.device("cpu")
     utils.set_seed(1)
-    loader = utils.get_loaders(run_args.dataset, run_args.batch_size, device, augment=True if run_args.augment ==
-                               "default" else run_args.augment, loader="fast", seed=1).train
+    loader = utils.get_loaders(run_args.dataset, run_args.batch_size, device, augment=train.augment_setting(run_args),
+                               loader="fast", seed=1).train
     net = models.build(args.model).train()
     optimizer = train.make_optimizer(run_args, net)
     loss_fn = train.LOSSES[run_args.loss]

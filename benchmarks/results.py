@@ -181,15 +181,17 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def replace_table(readme: Path, table: str) -> None:
-    """Put `table` between the README's results markers (atomically); clear error if they are missing."""
+def replace_table(readme: Path, table: str, markers: tuple[str, str] = (TABLE_START, TABLE_END)) -> None:
+    """Put `table` between the README's markers (atomically); clear error if they are missing."""
+    start, end = markers
+    name = start.removeprefix("<!-- ").split(":")[0].replace("-", " ")  # e.g. "results table"
     text = readme.read_text()
-    if TABLE_START not in text or TABLE_END not in text:
-        raise SystemExit(f"error: {readme} has no results table markers; expected a line {TABLE_START} "
-                         f"and a line {TABLE_END} where the table goes")
-    head, rest = text.split(TABLE_START, 1)
-    tail = rest.split(TABLE_END, 1)[1]
-    new = f"{head}{TABLE_START}\n{table}\n{TABLE_END}{tail}"
+    if start not in text or end not in text:
+        raise SystemExit(f"error: {readme} has no {name} markers; expected a line {start} "
+                         f"and a line {end} where the table goes")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    new = f"{head}{start}\n{table}\n{end}{tail}"
     utils.atomic_write(readme, lambda f: f.write(new), mode="w")
 
 

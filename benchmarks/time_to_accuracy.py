@@ -37,7 +37,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results import device_label  # noqa: E402  (benchmarks/results.py)
+from results import device_label, replace_table  # noqa: E402  (benchmarks/results.py)
 
 import model as models  # noqa: E402
 import utils  # noqa: E402
@@ -163,13 +163,6 @@ def has_markers(readme: Path) -> bool:
     return readme.is_file() and TABLE_START in readme.read_text() and TABLE_END in readme.read_text()
 
 
-def replace_table(readme: Path, table: str) -> None:
-    """Put `table` between the README's markers."""
-    text = readme.read_text()
-    start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
-    utils.atomic_write(readme, lambda f: f.write(text[:start] + "\n" + table + "\n" + text[end:]), mode="w")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the commands in turn, write JSON and the table."""
     args = parse_args(argv)
@@ -177,17 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference_run:
         train_reference(device, args.reference_run)
         return 0
-    python, device_option = sys.executable, ["--device", device.type]
-    default = [python, "train.py", *device_option, "--json"]
-    commands = [("default", f"python train.py --seed {seed}", [*default[:2], "--seed", str(seed), *default[2:]])
-                for seed in args.seeds]
-    reference = ("reference", "PyTorch MNIST example (seed 1)",
-                 [python, str(Path(__file__).resolve()), *device_option, "--reference-run"])
-    commands.insert(1, reference)
+    device_option = ["--device", device.type]
+
+    def train_py(seed: int, *more: str) -> list[str]:
+        """`python train.py --seed SEED [MORE]` on this device, with --json (its path comes last)."""
+        return [sys.executable, "train.py", "--seed", str(seed), *more, *device_option, "--json"]
+
+    commands = [("default", f"python train.py --seed {seed}", train_py(seed)) for seed in args.seeds]
+    commands.insert(1, ("reference", "PyTorch MNIST example (seed 1)",
+                        [sys.executable, str(Path(__file__).resolve()), *device_option, "--reference-run"]))
     if utils.amp_dtype(device) is not None:
         seed = args.seeds[0]
-        commands.append(("default --amp", f"python train.py --seed {seed} --amp",
-                         [*default[:2], "--seed", str(seed), "--amp", *default[2:]]))
+        commands.append(("default --amp", f"python train.py --seed {seed} --amp", train_py(seed, "--amp")))
     runs = [summarise(recipe, run_command(label, command)) for recipe, label, command in commands]
     result = {"machine": device_label(str(device)), "torch": torch.__version__, "python": platform.python_version(),
               "runs": runs}
@@ -195,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown_table(result)
     print(table)
     if args.readme:
-        replace_table(Path(args.readme), table)
+        replace_table(Path(args.readme), table, (TABLE_START, TABLE_END))
     return 0
 
 
