@@ -341,6 +341,7 @@ def progress_stream():
 def train_epoch(
     model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device: torch.device,
     desc: str = "train", scheduler=None, check_every: int = 50, amp: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[float, float]:
     """One pass over `loader`; returns mean training loss and accuracy. Shows a tqdm bar.
 
@@ -351,10 +352,11 @@ def train_epoch(
     makes the CPU wait for the GPU, so that happens only every `check_every` batches, to update
     the bar and stop a diverged run (NonFiniteLossError), and once at the end. `amp` (train.py
     --amp, see `amp_dtype`) runs forward and loss in that precision; float16 gradients are scaled so
-    that small ones do not round to zero.
+    that small ones do not round to zero (pass `scaler` to keep its calibrated scale across epochs).
     """
     model.train()
-    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+    if amp == torch.float16 and scaler is None:
+        scaler = torch.amp.GradScaler(device.type)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
@@ -460,12 +462,14 @@ def fit(
     """
     history = list(history) if history is not None else []
     start = history[-1]["epoch"] + 1 if history else 1
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None  # one scale for the whole run
     for epoch in range(start, epochs + 1):
         seed_epoch(seed, epoch, train_loader)
         tic = time.perf_counter()
         batch_scheduler = scheduler if steps_per_batch(scheduler) else None
         train_loss, train_acc = train_epoch(
-            model, train_loader, loss_fn, optimizer, device, f"epoch {epoch}/{epochs}", batch_scheduler, amp=amp
+            model, train_loader, loss_fn, optimizer, device, f"epoch {epoch}/{epochs}", batch_scheduler, amp=amp,
+            scaler=scaler,
         )
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None and batch_scheduler is None:

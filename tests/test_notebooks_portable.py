@@ -133,6 +133,13 @@ def test_stored_outputs_are_small_calm_and_anonymous(notebook):
         assert "raises-exception" not in cell.metadata.get("tags", []), f"cell {i}: Run all would stop here"
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_code_cell_is_stored_executed(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    never = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and cell.execution_count is None]
+    assert never == [], f"code cells never executed: {never}"
+
+
 def test_notebooks_ask_colab_for_a_gpu_runtime():
     for notebook in NOTEBOOKS:
         meta = json.loads(notebook.read_text())["metadata"]
