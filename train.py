@@ -4,13 +4,16 @@
     python train.py --model compact                  # notebook 07's 5,862-parameter net, its 15-epoch recipe
     python train.py --model fashion_best             # its recipe includes --dataset fashion_mnist
     python train.py --model fashion --dataset fashion_mnist --optimizer adam --lr 0.001
+    python train.py --val-size 10000                 # judge every epoch on 10,000 held-out training images
     python train.py --save ck.pt                     # interrupted? python train.py --resume ck.pt
     python train.py --scheduler step --epochs 2 --save ck.pt   # then: ... --resume ck.pt --epochs 3
     python train.py --help
     torchrun --standalone --nproc_per_node=2 train.py --model fashion --dataset fashion_mnist
 
-Data comes from $DATA_DIR (default: data/ beside this file). With COURSE_SMOKE=1 the default
-epochs and data sizes shrink so the whole run takes seconds (tests use this).
+After every epoch the model is evaluated on the validation split (--val-size, if any); the test set
+is evaluated once, after the last epoch. Data comes from $DATA_DIR (default: data/ beside this file).
+With COURSE_SMOKE=1 the default epochs and data sizes shrink so the whole run takes seconds (tests
+use this).
 """
 
 import argparse
@@ -33,9 +36,10 @@ LOSSES = {"nll": F.nll_loss, "cross_entropy": F.cross_entropy}
 FALLBACKS = {"loss": "cross_entropy", "dataset": "mnist", "scheduler": "step", "weight_decay": 0.0,
              "augment": "default"}
 # Defaults of options that no recipe sets.
-DEFAULTS = {"gamma": 0.1, "seed": 1, "val_size": 0, "loader": "fast", "device": "auto", "amp": False}
+DEFAULTS = {"gamma": 0.1, "seed": 1, "val_size": 0, "loader": "fast", "device": "auto", "amp": False,
+            "test_every_epoch": False}
 # Options that may differ when resuming: output paths, where to run, and --epochs (checked apart).
-MAY_DIFFER_ON_RESUME = {"json", "save", "resume", "device", "epochs"}
+MAY_DIFFER_ON_RESUME = {"json", "save", "resume", "device", "epochs", "test_every_epoch"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (default: 1)")
     p.add_argument("--limit", type=int, help="use only the first N training samples")
     p.add_argument("--val-size", type=int,
-                   help="hold out N training samples for validation and best-model selection (default: 0)")
+                   help="hold out N training samples, evaluated after every epoch, for choosing settings and the "
+                        "best checkpoint; the test set is evaluated once, at the end (default: 0)")
     p.add_argument("--augment", choices=["default", *utils.AUGMENTATIONS],
                    help="training augmentation (utils.AUGMENTATIONS); default: the recipe's, else the "
                         "data set's (mnist: rotate, fashion_mnist: none)")
@@ -71,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", default=None,
                    help="mixed precision: bf16 autocast (fp16 + gradient scaling on GPUs without bf16); on a CPU "
                         "only with native bf16 instructions, where it is faster")
+    p.add_argument("--test-every-epoch", action="store_true", default=None,
+                   help="also evaluate the test set after every epoch, for benchmarks of the time to reach a test "
+                        "accuracy; choose nothing by it (default: the test set once, after training)")
     p.add_argument("--json", metavar="PATH", help="write the results and per-epoch history here")
     p.add_argument("--save", metavar="PATH", help="checkpoint after every epoch (best-by-validation beside it)")
     p.add_argument("--resume", metavar="PATH",
@@ -313,9 +321,9 @@ def run(args: argparse.Namespace) -> dict:
     loss_fn = LOSSES[args.loss]
     amp = utils.amp_dtype(device) if args.amp else None
     history = utils.fit(
-        net, loaders.train, loaders.test, loss_fn, optimizer, args.epochs, device, scheduler,
-        val_loader=loaders.val, history=history, seed=args.seed,
-        checkpoint=args.save or args.resume, extra={"args": vars(args)}, amp=amp,
+        net, loaders.train, loaders.val, loss_fn, optimizer, args.epochs, device, scheduler,
+        history=history, seed=args.seed, checkpoint=args.save or args.resume, extra={"args": vars(args)},
+        amp=amp, test_loader=loaders.test if args.test_every_epoch else None,
     )
     test_loss, test_acc = utils.evaluate(net, loaders.test, loss_fn, device, amp)
     correct = round(test_acc * test_total)

@@ -447,18 +447,21 @@ def steps_per_batch(scheduler) -> bool:
 
 
 def fit(
-    model: nn.Module, train_loader, test_loader, loss_fn, optimizer: torch.optim.Optimizer,
-    epochs: int, device: torch.device, scheduler=None, *, val_loader=None,
-    history: list[dict] | None = None, seed: int = 0, checkpoint: str | Path | None = None,
-    extra: dict | None = None, verbose: bool = True, amp: torch.dtype | None = None,
+    model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.optim.Optimizer,
+    epochs: int, device: torch.device, scheduler=None, *, history: list[dict] | None = None,
+    seed: int = 0, checkpoint: str | Path | None = None, extra: dict | None = None, verbose: bool = True,
+    amp: torch.dtype | None = None, test_loader=None,
 ) -> list[dict]:
     """Train up to epoch `epochs` and return the history: one dict of metrics per epoch.
 
+    After every epoch the model is evaluated on `val_loader` (a split held out of the training
+    data; None: training metrics only). The test set is not touched here: evaluate it once, after
+    training. `test_loader` is only for benchmarks that report the time to reach a test accuracy
+    (benchmarks/time_to_accuracy.py); nothing may be chosen by it.
     Continues after the last epoch in `history` (when resuming). With `checkpoint`, saves the last
-    state there after every epoch and, when `val_loader` is given, the state with the lowest
-    validation loss beside it (`best_path(checkpoint)`). Model choice never looks at the test set.
-    Raises NonFiniteLossError if a loss diverges; an epoch that ends with a non-finite train,
-    validation or test loss is never saved, so the checkpoint on disk is the last good one.
+    state there after every epoch and, with a `val_loader`, the state with the lowest validation
+    loss beside it (`best_path(checkpoint)`). Raises NonFiniteLossError if a loss diverges; an epoch
+    that ends with a non-finite loss is never saved, so the checkpoint on disk is the last good one.
     """
     history = list(history) if history is not None else []
     start = history[-1]["epoch"] + 1 if history else 1
@@ -478,7 +481,8 @@ def fit(
         broadcast_buffers(model)  # every rank evaluates the model that rank 0 saves
         if val_loader is not None:
             row["val_loss"], row["val_accuracy"] = evaluate(model, val_loader, loss_fn, device, amp)
-        row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, loss_fn, device, amp)
+        if test_loader is not None:
+            row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, loss_fn, device, amp)
         row["seconds"] = time.perf_counter() - tic
         bad = [k for k in ("train_loss", "val_loss", "test_loss") if k in row and not math.isfinite(row[k])]
         if bad:  # e.g. the last step of the epoch broke the weights: do not save them

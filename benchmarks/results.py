@@ -1,16 +1,19 @@
 """Train named configurations for several seeds; write results.json and the README's results table.
 
-    python benchmarks/results.py                          # every configuration (hours on a CPU)
+    python benchmarks/results.py                          # every configuration (about an hour on a 2-core CPU)
     python benchmarks/results.py --only compact fashion_best
     python benchmarks/results.py --only mlp --seeds 1 --epochs 1 --json /tmp/r.json --readme /tmp/R.md
     python benchmarks/results.py --table-only             # rebuild the README table from results.json
-    python benchmarks/results.py --ablation               # compact with one ingredient removed at a time
+    python benchmarks/results.py --ablation               # variants of compact / fashion_best, on validation
 
 Each run is `train.py` itself (`train.run` on the same command-line options), so a row can be
-reproduced with the `command` stored beside it in the JSON. Accuracy is the test accuracy after the
-final epoch (no model selection on the test set); the table gives median, min and max over seeds.
-New results are merged into the existing JSON by configuration name, so `--only` updates some rows
-and keeps the others.
+reproduced with the `command` stored beside it in the JSON. Every configuration holds out the last
+10,000 training images as a validation split (`--val-size 10000`, 50,000 left to train on) and
+reports two figures after the final epoch: validation accuracy, the one that design decisions
+(notebook 07's ablation and design history) are made on, and test accuracy, evaluated once at the
+end of each run and chosen by nothing. The table gives median, min and max over seeds. New results
+are merged into the existing JSON by configuration name, so `--only` updates some rows and keeps
+the others.
 """
 
 import argparse
@@ -25,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,11 +37,13 @@ import model as models  # noqa: E402
 import train  # noqa: E402
 import utils  # noqa: E402
 
-# name -> train.py options and seeds. The small nets get their full 15-epoch recipe and 3 seeds.
-# The earlier notebooks' models get fewer epochs/seeds where a CPU cannot afford their recipe
-# (s5: ~200 s per epoch here; deep: 6.4M parameters); the table says how many epochs each row had.
+# name -> train.py options and seeds. The small nets get their full recipe and 3 seeds. The earlier
+# notebooks' models get fewer epochs/seeds where a CPU cannot afford their recipe (s5: ~100-200 s per
+# epoch on a CPU; deep: 6.4M parameters); the table says how many epochs each row had.
+VAL_SIZE = 10_000  # every row: 50,000 images to train on, 10,000 to validate on (smoke mode: 500 of 2,000)
 CONFIGS: dict[str, dict] = {
     "compact": {"args": ["--model", "compact", "--dataset", "mnist", "--epochs", "15"], "seeds": [1, 2, 3]},
+    "quick": {"args": ["--model", "quick", "--dataset", "mnist", "--epochs", "10"], "seeds": [1, 2, 3]},
     "fashion_best": {"args": ["--model", "fashion_best", "--dataset", "fashion_mnist", "--epochs", "15"],
                      "seeds": [1, 2, 3]},
     "mlp": {"args": ["--model", "mlp", "--dataset", "mnist", "--epochs", "5"], "seeds": [1, 2, 3]},
@@ -45,16 +51,43 @@ CONFIGS: dict[str, dict] = {
     "fashion": {"args": ["--model", "fashion", "--dataset", "fashion_mnist", "--epochs", "10"], "seeds": [1, 2, 3]},
     "s5": {"args": ["--model", "s5", "--dataset", "mnist", "--epochs", "2", "--batch-size", "128",
                     "--step-size", "1"], "seeds": [1]},
-    "deep": {"args": ["--model", "deep", "--dataset", "mnist", "--epochs", "1"], "seeds": [1]},
 }
-# What each ingredient of the compact recipe adds: the recipe with one thing removed or swapped,
-# seed 1 (the reference is the `compact` row's seed-1 run). "model" entries are CompactNet options.
+
+
+def first_compact(dropout: float = 0.05) -> nn.Module:
+    """Notebook 07's first CompactNet (5,546 parameters): convs 1-8-12 | pool | 12-12-16, none padded."""
+    def block(c_in: int, c_out: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, 3, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()] + (
+            [nn.Dropout(dropout)] if dropout else [])
+    return nn.Sequential(*block(1, 8), *block(8, 12), nn.MaxPool2d(2), *block(12, 12), *block(12, 12),
+                         *block(12, 16), nn.AdaptiveAvgPool2d(1), nn.Conv2d(16, 10, 1), nn.Flatten())
+
+
+def first_fashion() -> nn.Module:
+    """Notebook 07's first Fashion-MNIST net (66,170 parameters): FashionBestNet with one conv at 14x14."""
+    def block(c_in: int, c_out: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+    return nn.Sequential(*block(1, 16), nn.MaxPool2d(2), *block(16, 32), nn.MaxPool2d(2), *block(32, 64),
+                         *block(64, 64), nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.25), nn.Linear(64 * 3 * 3, 10))
+
+
+# Variants of a configuration, seed 1, judged by validation accuracy against the configuration's own
+# seed-1 run: the ablation (one ingredient of compact's recipe removed or swapped) and notebook 07's
+# design history (the networks tried before compact and fashion_best). "model" builds the network.
 ABLATIONS: dict[str, dict] = {
-    "no_augmentation": {"args": ["--augment", "none"], "change": "no rotation/zoom augmentation"},
-    "no_batchnorm": {"model": {"batchnorm": False}, "change": "no BatchNorm (convs get biases)"},
-    "no_dropout": {"model": {"dropout": 0.0}, "change": "dropout 0 instead of 0.05"},
-    "step_lr": {"args": ["--scheduler", "step", "--step-size", "5"],
+    "no_augmentation": {"base": "compact", "args": ["--augment", "none"], "change": "no rotation/zoom augmentation"},
+    "no_batchnorm": {"base": "compact", "model": functools.partial(models.CompactNet, batchnorm=False),
+                     "change": "no BatchNorm (convs get biases)"},
+    "no_dropout": {"base": "compact", "model": functools.partial(models.CompactNet, dropout=0.0),
+                   "change": "dropout 0 instead of 0.05"},
+    "step_lr": {"base": "compact", "args": ["--scheduler", "step", "--step-size", "5"],
                 "change": "StepLR(5, 0.1) at lr 0.1 instead of OneCycleLR"},
+    "first_compact": {"base": "compact", "model": first_compact,
+                      "change": "design history: the first CompactNet, five convs (no padded one after the pool)"},
+    "first_compact_no_dropout": {"base": "compact", "model": functools.partial(first_compact, dropout=0.0),
+                                 "change": "design history: the first CompactNet without dropout"},
+    "first_fashion": {"base": "fashion_best", "model": first_fashion, "args": ["--augment", "flip_shift"],
+                      "change": "design history: one conv at 14x14, mirror and shift augmentation"},
 }
 RESULTS_JSON, ABLATION_JSON = ROOT / "benchmarks" / "results.json", ROOT / "benchmarks" / "ablation.json"
 TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
@@ -68,7 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, help="override every configuration's seeds")
     p.add_argument("--epochs", type=int, help="override every configuration's epochs (for quick checks)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--ablation", action="store_true", help="run the ablations of compact (ABLATIONS) instead")
+    p.add_argument("--ablation", action="store_true",
+                   help="run the variants of compact and fashion_best (ABLATIONS: ablation, design history) instead")
     p.add_argument("--json", help="results file, merged (default: benchmarks/results.json or ablation.json)")
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="README whose results table is replaced")
     p.add_argument("--table-only", action="store_true", help="only rebuild the table from the JSON")
@@ -78,6 +112,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown configuration {', '.join(unknown)}; expected some of {', '.join(known)}")
     return args
+
+
+def spread(values: list[float]) -> dict:
+    """Median, min and max of a list of accuracies (all None when it is empty: every seed diverged)."""
+    if not values:
+        return {"median": None, "min": None, "max": None}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def run_seeds(name: str, options: list[str], seeds: list[int]) -> dict:
@@ -91,25 +132,28 @@ def run_seeds(name: str, options: list[str], seeds: list[int]) -> dict:
                 result = train.run(train.parse_args(argv))
         except utils.NonFiniteLossError as err:  # a result too (e.g. an ablation at the recipe's learning rate)
             print(f"   diverged: {err}", flush=True)
-            runs.append({"seed": seed, "test_accuracy": None, "diverged": str(err)})
+            runs.append({"seed": seed, "val_accuracy": None, "test_accuracy": None, "diverged": str(err)})
             continue
         runs.append({
-            "seed": seed, "test_accuracy": result["test_accuracy"], "wall_seconds": result["wall_seconds"],
+            "seed": seed, "val_accuracy": result["history"][-1].get("val_accuracy"),
+            "test_accuracy": result["test_accuracy"], "wall_seconds": result["wall_seconds"],
             "seconds_per_epoch": statistics.median(row["seconds"] for row in result["history"]),
             "history": result["history"],
         })
-        print(f"   test accuracy {result['test_accuracy']:.4f}, {runs[-1]['seconds_per_epoch']:.1f} s/epoch",
-              flush=True)
+        print(f"   validation accuracy {percent(runs[-1]['val_accuracy'])}, test accuracy "
+              f"{percent(result['test_accuracy'])}, {runs[-1]['seconds_per_epoch']:.1f} s/epoch", flush=True)
     args = train.parse_args(options)
     finished = [r for r in runs if r["test_accuracy"] is not None]
-    accuracies = [r["test_accuracy"] for r in finished] or [None]
+    val = spread([r["val_accuracy"] for r in finished if r["val_accuracy"] is not None])
+    test = spread([r["test_accuracy"] for r in finished])
     return {
         "name": name, "model": args.model, "dataset": args.dataset,
         "params": models.count_parameters(models.build(args.model)), "epochs": args.epochs,
         "batch_size": args.batch_size, "device": str(utils.get_device(args.device)),
         "command": "python train.py " + " ".join(options) + " --seed N", "seeds": seeds,
-        "median_accuracy": statistics.median(accuracies) if finished else None,
-        "min_accuracy": min(accuracies) if finished else None, "max_accuracy": max(accuracies) if finished else None,
+        "train_images": (args.limit or utils.TRAIN_SIZE) - args.val_size,
+        "val_size": args.val_size,
+        **{f"{k}_val_accuracy": v for k, v in val.items()}, **{f"{k}_test_accuracy": v for k, v in test.items()},
         "diverged": len(runs) - len(finished),
         "seconds_per_epoch": statistics.median(r["seconds_per_epoch"] for r in finished) if finished else None,
         "wall_seconds": sum(r["wall_seconds"] for r in finished), "smoke": utils.smoke_mode(), "runs": runs,
@@ -117,15 +161,20 @@ def run_seeds(name: str, options: list[str], seeds: list[int]) -> dict:
 
 
 def config_options(name: str, epochs: int | None, device: str) -> list[str]:
-    """train.py options for a configuration (or an ablation of `compact`)."""
+    """train.py options for a configuration (or a variant of one, registered as a model under its own name)."""
     if name in CONFIGS:
         options = list(CONFIGS[name]["args"])
-    else:  # an ablation: compact's options, a variant model registered under its own name
-        ablation, variant = ABLATIONS[name], f"compact_{name}"
-        models.MODELS[variant] = functools.partial(models.CompactNet, **ablation.get("model", {}))
-        models.RECIPES[variant] = models.RECIPES["compact"]
-        options = [variant if o == "compact" else o for o in CONFIGS["compact"]["args"]] + ablation.get("args", [])
-    options += ["--device", device]
+    else:
+        variant = ABLATIONS[name]
+        base = CONFIGS[variant["base"]]["args"]
+        if "model" in variant:  # the variant's network exists only inside this script
+            models.MODELS[name] = variant["model"]
+            models.RECIPES[name] = models.RECIPES[variant["base"]]
+            options = [name if o == variant["base"] else o for o in base]
+        else:
+            options = list(base)
+        options += variant.get("args", [])
+    options += ["--val-size", str(500 if utils.smoke_mode() else VAL_SIZE), "--device", device]
     return options + ["--epochs", str(epochs)] if epochs is not None else options  # argparse: last one wins
 
 
@@ -165,9 +214,9 @@ def markdown_table(results: dict) -> str:
     rows = results["rows"]
     order = [n for n in CONFIGS if n in rows] + sorted(set(rows) - set(CONFIGS))
     lines = [
-        "| configuration | model | dataset | parameters | epochs | seeds | median acc. | min | max | s / epoch "
-        "| device |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| configuration | model | dataset | parameters | epochs | seeds | validation acc. (median) "
+        "| test acc. (median) | test min | test max | s / epoch | device |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name in order:
         r = rows[name]
@@ -175,9 +224,13 @@ def markdown_table(results: dict) -> str:
         seconds = "" if r["seconds_per_epoch"] is None else f"{r['seconds_per_epoch']:.1f}"
         lines.append(
             f"| `{name}`{smoke} | `{r['model']}` | {r['dataset']} | {r['params']:,} | {r['epochs']} | "
-            f"{len(r['seeds'])} | **{percent(r['median_accuracy'])}** | {percent(r['min_accuracy'])} | "
-            f"{percent(r['max_accuracy'])} | {seconds} | {r.get('hardware', r['device'])} |"
+            f"{len(r['seeds'])} | {percent(r['median_val_accuracy'])} | **{percent(r['median_test_accuracy'])}** | "
+            f"{percent(r['min_test_accuracy'])} | {percent(r['max_test_accuracy'])} | {seconds} | "
+            f"{r.get('hardware', r['device'])} |"
         )
+    splits = sorted({(r["train_images"], r["val_size"]) for r in rows.values()})
+    lines += ["", "Trained on " + " / ".join(f"{t:,} images, validated on {v:,}" for t, v in splits)
+              + " held out of the training set; tested once on the test set after the final epoch."]
     return "\n".join(lines)
 
 
@@ -195,18 +248,32 @@ def replace_table(readme: Path, table: str, markers: tuple[str, str] = (TABLE_ST
     utils.atomic_write(readme, lambda f: f.write(new), mode="w")
 
 
-def ablation_table(results: dict, reference: dict) -> str:
-    """The ablation rows against the reference run (compact, seed 1) as a Markdown table."""
-    ref = next((r for r in reference.get("runs", []) if r["seed"] == 1), None)
-    lines = ["| variant | what changed | parameters | test acc. (seed 1) | vs recipe |", "|---|---|---:|---:|---:|"]
-    if ref:
-        lines.append(f"| `recipe` | the full compact recipe | {reference['params']:,} | "
-                     f"{percent(ref['test_accuracy'])} | |")
-    for name, r in results["rows"].items():
-        acc = r["median_accuracy"]
-        delta = f"{100 * (acc - ref['test_accuracy']):+.2f} pt" if ref and acc is not None else ""
-        lines.append(f"| `{name}` | {ABLATIONS.get(name, {}).get('change', '')} | {r['params']:,} | {percent(acc)} "
-                     f"| {delta} |")
+def seed_one(row: dict) -> dict | None:
+    """A row's seed-1 run, or None."""
+    return next((r for r in row.get("runs", []) if r["seed"] == 1), None)
+
+
+def ablation_table(results: dict, references: dict) -> str:
+    """Each variant's seed-1 validation accuracy against its configuration's seed-1 run, as a Markdown table."""
+    lines = ["| variant | of | what changed | parameters | validation acc. (seed 1) | vs its recipe | median (seeds) |",
+             "|---|---|---|---:|---:|---:|---:|"]
+
+    def median(row: dict) -> str:
+        return f"{percent(row['median_val_accuracy'])} ({len(row['seeds'])})" if len(row["seeds"]) > 1 else ""
+
+    for base in sorted({ABLATIONS[n]["base"] for n in results["rows"] if n in ABLATIONS}):
+        ref = seed_one(references.get(base, {}))
+        if ref:
+            lines.append(f"| `{base}` | | the full recipe | {references[base]['params']:,} | "
+                         f"{percent(ref['val_accuracy'])} | | {median(references[base])} |")
+        for name, r in results["rows"].items():
+            if ABLATIONS.get(name, {}).get("base") != base:
+                continue
+            run = seed_one(r) or {}
+            acc = run.get("val_accuracy")
+            delta = f"{100 * (acc - ref['val_accuracy']):+.2f} pt" if ref and acc is not None else ""
+            lines.append(f"| `{name}` | `{base}` | {ABLATIONS[name]['change']} | {r['params']:,} | {percent(acc)} "
+                         f"| {delta} | {median(r)} |")
     return "\n".join(lines)
 
 
@@ -227,10 +294,10 @@ def main(argv: list[str] | None = None) -> int:
             results["rows"][name] = row
             results.update(torch=torch.__version__, python=platform.python_version())
             utils.write_json(path, results)  # after every configuration: a crash keeps what is done
-            print(f"== {name}: median {percent(row['median_accuracy'])} in {time.perf_counter() - tic:.0f} s\n")
+            print(f"== {name}: median validation {percent(row['median_val_accuracy'])}, test "
+                  f"{percent(row['median_test_accuracy'])} in {time.perf_counter() - tic:.0f} s\n")
     if args.ablation:
-        reference = load_results(RESULTS_JSON)["rows"].get("compact", {})
-        print(ablation_table(results, reference))
+        print(ablation_table(results, load_results(RESULTS_JSON)["rows"]))
         return 0
     table = markdown_table(results)
     replace_table(Path(args.readme), table)

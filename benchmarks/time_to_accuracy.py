@@ -7,8 +7,8 @@ The reference recipe, written here from its published description (PyTorch's exa
 conv 1->32 3x3, ReLU, conv 32->64 3x3, ReLU, max-pool 2, dropout 0.25, fc 9216->128, ReLU,
 dropout 0.5, fc 128->10, log-softmax; Adadelta lr 1.0, StepLR(step 1, gamma 0.7), batch 64,
 14 epochs; ToTensor + Normalize(0.1307, 0.3081) through a torchvision DataLoader; seed 1.
-The default recipe is `python train.py --seed N` itself, run as a command for each --seeds, and
-once more with --amp where this device has a faster lower precision.
+The default recipe is `python train.py --seed N` itself (plus --test-every-epoch), run as a command
+for each --seeds, and once more with --amp where this device has a faster lower precision.
 
 Every run is a fresh process, so none inherits another's memory or caches, and the commands
 alternate: default (first seed), reference, default (other seeds), default --amp. After every epoch
@@ -93,7 +93,8 @@ def train_reference(device: torch.device, path: str, seed: int = 1) -> None:
     epochs = utils.epochs(REFERENCE_EPOCHS, smoke=2)
     print(f"reference: PyTorch's MNIST example recipe, {models.count_parameters(net):,} parameters, "
           f"{epochs} epochs on {device}", flush=True)
-    history = utils.fit(net, loaders.train, loaders.test, F.nll_loss, optimizer, epochs, device, scheduler, seed=seed)
+    history = utils.fit(net, loaders.train, None, F.nll_loss, optimizer, epochs, device, scheduler, seed=seed,
+                        test_loader=loaders.test)
     utils.write_json(path, {"params": models.count_parameters(net), "seed": seed, "history": history})
 
 
@@ -173,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     device_option = ["--device", device.type]
 
     def train_py(seed: int, *more: str) -> list[str]:
-        """`python train.py --seed SEED [MORE]` on this device, with --json (its path comes last)."""
-        return [sys.executable, "train.py", "--seed", str(seed), *more, *device_option, "--json"]
+        """`python train.py --seed SEED [MORE]` on this device, test accuracy per epoch, --json (its path last)."""
+        return [sys.executable, "train.py", "--seed", str(seed), *more, *device_option, "--test-every-epoch", "--json"]
 
     commands = [("default", f"python train.py --seed {seed}", train_py(seed)) for seed in args.seeds]
     commands.insert(1, ("reference", "PyTorch MNIST example (seed 1)",

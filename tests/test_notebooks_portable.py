@@ -58,6 +58,7 @@ def test_notebook_alone_in_an_empty_folder_fetches_the_course_and_runs(data_root
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
     assert (folder / "utils.py").read_text() == (ROOT / "utils.py").read_text()  # fetched, byte for byte
     assert (folder / "model.py").read_text() == (ROOT / "model.py").read_text()
+    assert (folder / "exercises.py").read_text() == (ROOT / "exercises.py").read_text()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert errors == []
     if notebook.name.startswith("07"):  # it reads the stored benchmark results from the repository too
@@ -70,7 +71,7 @@ def test_a_failed_fetch_prints_what_to_do_instead_of_a_traceback(course_server, 
     proc = subprocess.run([sys.executable, "-c", setup], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert "Could not get utils.py" in proc.stdout and "HTTP Error 404" in proc.stdout
-    assert "Upload utils.py and model.py with the file browser" in proc.stdout
+    assert "Upload utils.py, model.py and exercises.py with the file browser" in proc.stdout
     assert not (tmp_path / "utils.py").exists()  # an error page is never saved as a module
 
 

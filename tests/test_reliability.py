@@ -189,7 +189,7 @@ def test_atomic_write_gives_new_files_the_default_mode_and_keeps_an_existing_mod
 def test_an_epoch_whose_last_step_breaks_the_weights_is_not_saved(data_root, tmp_path):
     torch.manual_seed(0)
     net = model.MLP()
-    loaders = utils.get_loaders("mnist", 100, CPU, limit=300, test_limit=200, loader="fast")
+    loaders = utils.get_loaders("mnist", 100, CPU, limit=400, val_size=100, test_limit=200, loader="fast")
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
     steps = {"n": 0}
     real_step = optimizer.step
@@ -203,8 +203,8 @@ def test_an_epoch_whose_last_step_breaks_the_weights_is_not_saved(data_root, tmp
 
     optimizer.step = step_that_breaks_at_the_end_of_epoch_two
     ck = tmp_path / "ck.pt"
-    with pytest.raises(utils.NonFiniteLossError, match="epoch 2 ended with a non-finite test_loss"):
-        utils.fit(net, loaders.train, loaders.test, F.nll_loss, optimizer, 3, CPU, checkpoint=ck, verbose=False)
+    with pytest.raises(utils.NonFiniteLossError, match="epoch 2 ended with a non-finite val_loss"):
+        utils.fit(net, loaders.train, loaders.val, F.nll_loss, optimizer, 3, CPU, checkpoint=ck, verbose=False)
     state = utils.load_checkpoint(ck)
     assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["model"].values())
 
@@ -297,7 +297,7 @@ def test_results_survive_every_seed_diverging(data_root, tmp_path, monkeypatch, 
     argv = ["--only", "mlp", "--epochs", "1", "--device", "cpu", "--json", str(out), "--readme", str(readme)]
     assert results.main(argv) == 0
     assert json.loads(out.read_text())["rows"]["mlp"]["diverged"] == 2
-    assert "== mlp: median diverged" in capsys.readouterr().out
+    assert "== mlp: median validation diverged, test diverged" in capsys.readouterr().out
 
 
 def test_summary_leaves_batchnorm_statistics_and_mode_alone(capsys):

@@ -112,8 +112,8 @@ def predictions(data_root):
 
 def test_plots_have_titles_labels_and_axes(predictions):
     net, loaders, probs, targets = predictions
-    history = [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.6, "test_loss": 0.9, "test_accuracy": 0.65},
-               {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.6, "test_accuracy": 0.78}]
+    history = [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.6, "val_loss": 0.9, "val_accuracy": 0.65},
+               {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.78}]
     fig = utils.plot_history(history)
     assert len(fig.axes) == 2 and all(ax.get_title() and ax.get_xlabel() == "epoch" for ax in fig.axes)
     images, labels = next(iter(loaders.test))

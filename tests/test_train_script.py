@@ -29,7 +29,8 @@ def test_smoke_run_writes_sane_json(data_root, tmp_path):
     assert result["epochs"] == 2 and len(result["history"]) == 2
     assert result["params"] > 0 and result["train_samples"] == 2000
     assert result["test_accuracy"] > 0.25  # chance is 0.1; 2 smoke epochs are only 32 steps
-    assert {"train_loss", "test_loss", "test_accuracy", "seconds"} <= set(result["history"][0])
+    assert {"train_loss", "train_accuracy", "seconds"} <= set(result["history"][0])
+    assert "test_loss" not in result["history"][0]  # the test set is evaluated once, after training
     assert f"test accuracy {100 * result['test_accuracy']:.2f}% ({result['test_correct']}/" in proc.stdout
     assert "SMOKE MODE" in proc.stdout  # a leftover COURSE_SMOKE=1 cannot go unnoticed
     assert "\r" not in proc.stdout and "it/s" in proc.stderr  # progress bars on stderr: `> log.txt` stays clean
@@ -72,3 +73,25 @@ def test_recipe_supplies_defaults_and_flags_override_them():
     assert (args.seed, args.val_size, args.loader, args.device, args.gamma) == (1, 0, "fast", "auto", 0.1)
     assert (args.model, args.dataset, args.scheduler, args.augment) == ("quick", "mnist", "onecycle", "default")
     assert not args.amp
+
+
+def test_every_epoch_is_judged_on_validation_and_the_test_set_is_evaluated_once(data_root, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    import train
+    import utils
+
+    evaluated = []
+    real_evaluate = utils.evaluate
+
+    def recording_evaluate(model, loader, *args, **kwargs):
+        evaluated.append(len(loader.dataset))
+        return real_evaluate(model, loader, *args, **kwargs)
+
+    monkeypatch.setattr(utils, "evaluate", recording_evaluate)
+    result = train.run(train.parse_args(["--model", "mlp", "--epochs", "3", "--val-size", "500", "--device", "cpu"]))
+    assert evaluated == [500, 500, 500, 2000]  # validation after each epoch, then the test set once
+    assert all("val_accuracy" in row and "test_accuracy" not in row for row in result["history"])
+    evaluated.clear()
+    args = train.parse_args(["--model", "mlp", "--epochs", "2", "--device", "cpu", "--test-every-epoch"])
+    result = train.run(args)  # only for benchmarks of the time to reach a test accuracy
+    assert evaluated == [2000, 2000, 2000] and all("test_accuracy" in row for row in result["history"])

@@ -1,0 +1,339 @@
+"""Self-checking exercises: `exercises.check_<name>(answer)` says whether an answer is right, and why.
+
+Every notebook ends with exercises; each has a cell that calls one check function here. A check
+prints one verdict: "Correct." or "Not yet." and why, or "Not answered yet" while the cell still
+holds the `...` placeholder. It returns nothing, so a notebook shows only that line. The worked
+solution is in the notebook, behind "Solution". tests/test_exercises.py checks that every reference
+solution passes and a typical wrong answer fails with its explanation.
+
+The functions come in notebook order: 01 tensors, 02 first network, 03 convnets, 04 Fashion-MNIST,
+05 devices, 06 nn.Sequential, 07 small models.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def verdict(correct: bool, why: str) -> None:
+    """Print the verdict and the reason."""
+    print(("Correct. " if correct else "Not yet. ") + why)
+
+
+def unanswered(answer) -> bool:
+    """True (and a hint printed) while the answer is still the placeholder `...`."""
+    if answer is ...:
+        print("Not answered yet: replace ... with your answer and run the cell again.")
+        return True
+    return False
+
+
+def check_number(answer, expected: float, why: str, mistakes: dict | None = None, hint: str = "") -> None:
+    """Compare a numeric answer; a known wrong answer gets its own explanation."""
+    if unanswered(answer):
+        return
+    if isinstance(answer, torch.Tensor):
+        if answer.numel() != 1:
+            return verdict(False, f"Expected one number, got a tensor of shape {tuple(answer.shape)}.")
+        answer = answer.item()
+    if not isinstance(answer, (int, float)) or isinstance(answer, bool):
+        return verdict(False, f"Expected a number, got {type(answer).__name__}.")
+    if math.isclose(answer, expected, rel_tol=1e-6, abs_tol=1e-9):
+        return verdict(True, why)
+    for wrong, explanation in (mistakes or {}).items():
+        if math.isclose(answer, wrong, rel_tol=1e-6, abs_tol=1e-9):
+            return verdict(False, f"{answer} is a common mistake: {explanation}")
+    return verdict(False, f"{answer} is not it. {hint}".strip())
+
+
+# ==================== 01 tensors
+
+def flatten_batch() -> torch.Tensor:
+    """The batch of exercise 01.1: 8 one-channel 28x28 images, numbered pixel by pixel."""
+    return torch.arange(8 * 28 * 28, dtype=torch.float32).reshape(8, 1, 28, 28)
+
+
+def check_flatten(flat) -> None:
+    """01.1: each image of flatten_batch() as one row of 784 numbers, shape (8, 784)."""
+    if unanswered(flat):
+        return
+    batch = flatten_batch()
+    if not isinstance(flat, torch.Tensor):
+        return verdict(False, f"Expected a tensor, got {type(flat).__name__}.")
+    if tuple(flat.shape) == (8 * 784,):
+        return verdict(False, "shape (6272,): the batch dimension was flattened too. Keep dimension 0: "
+                              "flatten(start_dim=1) or view(8, -1).")
+    if tuple(flat.shape) == (8, 28, 28):
+        return verdict(False, "shape (8, 28, 28): squeeze removed the channel, but each image is still 28 x 28.")
+    if tuple(flat.shape) != (8, 784):
+        return verdict(False, f"shape {tuple(flat.shape)}; expected (8, 784): one row per image.")
+    if not torch.equal(flat, batch.reshape(8, 784)):
+        return verdict(False, "the shape is right but the numbers are in another order: a row must be one "
+                              "image's pixels, row by row (did you transpose or permute?).")
+    return verdict(True, "one row per image, pixels in reading order: this is what nn.Linear(784, ...) expects.")
+
+
+def check_accuracy(accuracy) -> None:
+    """01.2: accuracy of predictions [[3], [1], [4], [1], [5]] (shape (5, 1)) against labels [3, 1, 4, 1, 9]."""
+    predictions, labels = torch.tensor([[3], [1], [4], [1], [5]]), torch.tensor([3, 1, 4, 1, 9])
+    broadcast = (predictions == labels).float().mean().item()  # the (5, 5) matrix's mean
+    return check_number(
+        accuracy, 0.8, "4 of 5 right: squeeze the (5, 1) predictions to (5,) before comparing.",
+        {broadcast: "comparing (5, 1) with (5,) broadcasts to a (5, 5) matrix of every prediction against every "
+                    "label. Squeeze the predictions to (5,) first (or use labels.view(-1, 1)).",
+         4: "that is the number of right predictions; accuracy divides by the 5 predictions."},
+        "Count the positions where prediction and label agree, and divide by 5.",
+    )
+
+
+def check_gradient(slope) -> None:
+    """01.3: dy/dx of y = 3x^2 + 2x at x = 2, as autograd computes it."""
+    return check_number(
+        slope, 14.0, "dy/dx = 6x + 2 = 14 at x = 2, and x.grad says the same.",
+        {28.0: "backward() ran twice: gradients add up in .grad until you reset it (x.grad = None or "
+               "optimizer.zero_grad()).",
+         12.0: "6x alone forgets the derivative of 2x, which is 2."},
+        "Differentiate term by term, or read x.grad after y.backward().",
+    )
+
+
+# ==================== 02 first network
+
+def check_batches_per_epoch(batches) -> None:
+    """02.1: iterations in one epoch over 50,000 images with batch_size=128 (DataLoader defaults)."""
+    return check_number(
+        batches, 391, "390 full batches of 128 and a last one of 80: len(loader) = ceil(50,000 / 128) = 391.",
+        {390: "the last, smaller batch (80 images) still counts unless the DataLoader has drop_last=True.",
+         50_000 / 128: "the number of batches is a whole number: the last one is smaller."},
+        "Divide the images by the batch size and think about the remainder.",
+    )
+
+
+def check_dropout_values(values) -> None:
+    """02.2: the set of values nn.Dropout(p=0.5) can output for an input of ones, in train mode."""
+    if unanswered(values):
+        return
+    try:
+        answer = {float(v) for v in values}
+    except (TypeError, ValueError):
+        return verdict(False, f"Expected a set of numbers such as {{0.0, 1.0}}, got {values!r}.")
+    if answer == {0.0, 2.0}:
+        return verdict(True, "a dropped unit gives 0 and a kept one is scaled by 1 / (1 - p) = 2, so the expected "
+                             "output stays 1 and eval() mode (where dropout is the identity) needs no rescaling.")
+    if answer == {0.0, 1.0}:
+        return verdict(False, "PyTorch's dropout also scales the kept values by 1 / (1 - p), so that the average "
+                              "output in train mode equals the output in eval mode.")
+    if answer == {0.0, 0.5}:
+        return verdict(False, "kept values are divided by (1 - p), not multiplied by it.")
+    return verdict(False, "Try it: nn.Dropout(0.5)(torch.ones(1000)).unique() in train mode.")
+
+
+def check_cross_entropy(my_cross_entropy) -> None:
+    """02.3: a function (logits, labels) -> mean cross-entropy, stable even for very large logits."""
+    if unanswered(my_cross_entropy):
+        return
+    generator = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(16, 10, generator=generator), torch.randint(0, 10, (16,), generator=generator)
+    for scale, what in ((1.0, "ordinary logits"), (200.0, "logits in the hundreds")):
+        expected = F.cross_entropy(scale * logits, labels)
+        try:
+            result = my_cross_entropy(scale * logits, labels)
+            if unanswered(result):
+                return
+            got = torch.as_tensor(result, dtype=torch.float32)
+        except Exception as err:  # any error in the student's function is the answer to report
+            return verdict(False, f"your function raised {type(err).__name__}: {err}")
+        if got.numel() != 1:
+            return verdict(False, f"your function returns {got.numel()} numbers; expected one, the batch's mean.")
+        probabilities = F.softmax(scale * logits, dim=1)
+        if torch.isclose(got, -probabilities[torch.arange(16), labels].mean()):
+            return verdict(False, "that is nll_loss on probabilities: -p(true class), always between -1 and 0. "
+                                  "nll_loss expects log-probabilities: use F.log_softmax(logits, dim=1).")
+        if not torch.isfinite(got):
+            return verdict(False, f"with {what} it returns {got.item()}: torch.log(softmax(x)) underflows to "
+                                  "log(0) = -inf when a probability rounds to 0. F.log_softmax computes "
+                                  "x - logsumexp(x) without that problem.")
+        if not torch.isclose(got, expected, rtol=1e-4):
+            return verdict(False, f"with {what} the mean cross-entropy is {expected.item():.4f}, your function "
+                                  f"gives {got.item():.4f}.")
+    return verdict(True, "log_softmax then nll_loss equals F.cross_entropy, and stays finite for huge logits.")
+
+
+# ==================== 03 convnets
+
+def check_output_size(size) -> None:
+    """03.1: width of Conv2d(1, 32, kernel_size=5, stride=2, padding=1)'s output for a 28x28 input."""
+    return check_number(
+        size, 13, "floor((28 + 2*1 - 5) / 2) + 1 = floor(12.5) + 1 = 13.",
+        {12: "floor((28 + 2 - 5) / 2) = 12 counts the steps; add 1 for the first position.",
+         14: "the division rounds down (floor): a half step does not fit.",
+         24: "that is stride 1 without padding; use the formula with p = 1 and s = 2."},
+        "Use floor((n + 2p - k) / s) + 1.",
+    )
+
+
+def check_receptive_field(rf) -> None:
+    """03.2: receptive field of model.FashionNet after conv2 (5x5 conv, 2x2 pool, 5x5 conv)."""
+    return check_number(
+        rf, 14, "conv1: 1 + 4 = 5 (jump 1); pool: 5 + 1 = 6 (jump 2); conv2: 6 + 4 * 2 = 14.",
+        {9: "after the pool each step of conv2 moves 2 input pixels (jump 2): conv2 adds 4 * 2, not 4.",
+         10: "a pool does not double the field; it adds (2 - 1) * jump and doubles the jump.",
+         12: "the pool adds (2 - 1) * 1 = 1 pixel before conv2 adds 4 * 2."},
+        "Add (k - 1) * jump per layer; a 2x2 pool adds 1 * jump and doubles the jump.",
+    )
+
+
+def check_most_confused(cm, pair) -> None:
+    """03.3: (true digit, predicted digit) of the most frequent mistake in confusion matrix `cm`."""
+    if unanswered(pair):
+        return
+    counts = torch.as_tensor(cm).clone()
+    counts.fill_diagonal_(0)
+    true, predicted = divmod(int(counts.argmax()), counts.shape[1])
+    try:
+        answer = tuple(int(v) for v in pair)
+    except (TypeError, ValueError):
+        return verdict(False, f"Expected a pair (true, predicted), got {pair!r}.")
+    if answer == (true, predicted):
+        return verdict(True, f"a true {true} predicted as {predicted}, {int(counts[true, predicted])} times.")
+    if answer == (predicted, true):
+        return verdict(False, "reversed: rows are the true labels and columns the predictions.")
+    if len(answer) == 2 and answer[0] == answer[1]:
+        return verdict(False, "the diagonal holds the right answers; set it to 0 before looking for the maximum.")
+    return verdict(False, "Set the diagonal to 0, then find the largest entry: its row is the true digit and "
+                          "its column the prediction.")
+
+
+# ==================== 04 Fashion-MNIST
+
+def check_precision(cm, precision) -> None:
+    """04.1: per-class precision from confusion matrix `cm` (rows: true classes, columns: predictions)."""
+    if unanswered(precision):
+        return
+    counts = torch.as_tensor(cm, dtype=torch.float64)
+    expected, recall = counts.diag() / counts.sum(dim=0), counts.diag() / counts.sum(dim=1)
+    got = torch.as_tensor(precision, dtype=torch.float64).flatten()
+    if got.shape != expected.shape:
+        return verdict(False, f"Expected one value per class ({expected.numel()}), got {got.numel()}.")
+    if torch.allclose(got, expected, atol=1e-4):
+        return verdict(True, "precision = right predictions of a class / all predictions of that class "
+                             "(a column sum).")
+    if torch.allclose(got, recall, atol=1e-4):
+        return verdict(False, "that is recall (divided by the row sums, the true classes). Precision divides by "
+                              "the column sums: everything *predicted* as that class.")
+    return verdict(False, "Divide the diagonal by the column sums: cm.diag() / cm.sum(dim=0).")
+
+
+def check_run_count(runs) -> None:
+    """04.2: how many runs RunBuilder makes for lr [0.01, 0.001, 0.003], batch_size [100, 1000], num_workers [0, 2]."""
+    return check_number(
+        runs, 12, "every combination: 3 * 2 * 2 = 12 (itertools.product).",
+        {7: "the counts are multiplied, not added: each learning rate is tried with every batch size and "
+            "every num_workers setting."},
+        "One run per combination of the three lists.",
+    )
+
+
+# ==================== 05 devices
+
+def check_moves(lines) -> None:
+    """05.1: which of the lines a) x.to(device)  b) x = x.to(device)  c) net.to(device) leave data on `device`."""
+    if unanswered(lines):
+        return
+    answer = {str(v).strip().lower() for v in lines}
+    if answer == {"b", "c"}:
+        return verdict(True, "a tensor's .to() returns a new tensor (keep it: x = x.to(device)); a module's "
+                             ".to() moves its parameters and buffers in place and returns the module itself.")
+    if "a" in answer:
+        return verdict(False, "a) moves nothing: Tensor.to returns a copy on the device and leaves x where it was; "
+                              "the copy is thrown away.")
+    if "c" not in answer:
+        return verdict(False, "c) does move the network: Module.to works in place (it also returns the module, "
+                              "so net = net.to(device) is fine too).")
+    return verdict(False, "Check each line: which .to() changes its object, and which returns a new one?")
+
+
+def check_optimizer_order(choice) -> None:
+    """05.2: what happens when Adam is created before network.to(device) (multiple choice a/b/c)."""
+    if unanswered(choice):
+        return
+    answer = str(choice).strip().lower()
+    if answer == "b":
+        return verdict(True, "moving between the CPU and a GPU, Module.to keeps every Parameter object and replaces "
+                             "only its data, so the optimiser's references follow; Adam creates its state at the first "
+                             "step, on the parameters' device. It breaks if the model moves after steps were taken "
+                             "(the state stays behind), or if a conversion makes new Parameter objects (to('meta') "
+                             "does): then the optimiser updates orphans. Creating the optimiser last is always right.")
+    if answer == "a":
+        return verdict(False, "the optimiser holds the Parameter objects themselves, and Module.to moves them in "
+                              "place: no error at the first step.")
+    if answer == "c":
+        return verdict(False, "there is no CPU copy left to train: the same Parameter objects now hold data on "
+                              "the device.")
+    return verdict(False, "Answer 'a', 'b' or 'c'.")
+
+
+# ==================== 06 nn.Sequential
+
+def check_lenet_sequential(net) -> None:
+    """06.1: LeNet written as nn.Sequential that accepts 28x28 digits and returns 10 scores per image."""
+    if unanswered(net):
+        return
+    if not isinstance(net, nn.Sequential):
+        return verdict(False, f"Expected an nn.Sequential, got {type(net).__name__}.")
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if len(convs) != 2 or len(linears) != 3:
+        return verdict(False, f"LeNet has 2 convolutions and 3 linear layers; this one has {len(convs)} and "
+                              f"{len(linears)}.")
+    try:
+        out = net(torch.zeros(2, 1, 28, 28))
+    except RuntimeError as err:
+        if "400" in str(err):
+            return verdict(False, "on a 28x28 digit the maps go 28 -> 26 -> 13 -> 11 -> 5, so fc1 receives "
+                                  "16 * 5 * 5 = 400 features, not 576 (576 is for 32x32 input). Use "
+                                  "nn.Linear(400, 120), or pad the first convolution (padding=2 on a 28x28 "
+                                  "input gives 576 again).")
+        return verdict(False, f"a 28x28 batch fails: {err}")
+    if tuple(out.shape) != (2, 10):
+        return verdict(False, f"output shape {tuple(out.shape)}; expected (2, 10): 10 scores per image.")
+    return verdict(True, f"a (2, 1, 28, 28) batch gives (2, 10); {sum(p.numel() for p in net.parameters()):,} "
+                         "parameters. nn.Flatten() replaces num_flat_features.")
+
+
+def check_sequential_params(count) -> None:
+    """06.2: parameters of nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))."""
+    return check_number(
+        count, 203_530, "784 * 256 + 256 weights and biases, then 256 * 10 + 10: 200,960 + 2,570 = 203,530.",
+        {203_264: "each Linear also has one bias per output unit: + 256 + 10.",
+         203_530 - 2_570: "the second Linear layer counts too: 256 * 10 + 10 more."},
+        "in_features * out_features + out_features per Linear; ReLU has none.",
+    )
+
+
+# ==================== 07 small models
+
+def check_classifier_params(count) -> None:
+    """07.1: parameters of nn.Flatten() + nn.Linear on CompactNet's last map (14 channels, 6 x 6) to 10 classes."""
+    return check_number(
+        count, 5_050, "14 * 6 * 6 = 504 inputs: 504 * 10 + 10 = 5,050, against 150 for the 1x1 classifier.",
+        {5_040: "+ 10 biases, one per class.",
+         150: "that is today's 1x1 classifier after global average pooling (14 * 10 + 10); without the pooling "
+              "the linear layer sees all 6 x 6 positions of each channel."},
+        "Count the inputs of the linear layer first: channels * height * width.",
+    )
+
+
+def check_pool_later(rf) -> None:
+    """07.2: final receptive field of CompactNet with its max-pool after the third convolution (unpadded)."""
+    return check_number(
+        rf, 20, "3, 5, 7 before the pool (jump 1), 8 after it (jump 2), then 12, 16, 20.",
+        {22: "that is today's network: with the pool one layer later, the third convolution steps 1 pixel at "
+             "a time (jump 1) and adds 2 instead of 4.",
+         18: "the pool itself adds (2 - 1) * 1 = 1 pixel."},
+        "Add (k - 1) * jump per layer; the jump becomes 2 only after the pool.",
+    )
