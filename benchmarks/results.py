@@ -1,15 +1,15 @@
 """Train named configurations for several seeds; write results.json and the README's results table.
 
-    python benchmarks/results.py                          # every configuration (about an hour on a 2-core CPU)
+    python benchmarks/results.py                          # every configuration (about 30 minutes on a 2-core CPU)
     python benchmarks/results.py --only compact fashion_best
     python benchmarks/results.py --only mlp --seeds 1 --epochs 1 --json /tmp/r.json --readme /tmp/R.md
     python benchmarks/results.py --table-only             # rebuild the README table from results.json
     python benchmarks/results.py --ablation               # variants of compact / fashion_best, on validation
 
 Each run is `train.py` itself (`train.run` on the same command-line options), so a row can be
-reproduced with the `command` stored beside it in the JSON. Every configuration holds out the last
-10,000 training images as a validation split (`--val-size 10000`, 50,000 left to train on) and
-reports two figures after the final epoch: validation accuracy, the one that design decisions
+reproduced with the `command` stored beside it in the JSON. Every configuration holds out 10,000
+training images as a validation split (`--val-size 10000`: a random split seeded by --seed, so each
+seed holds out its own 10,000; 50,000 are left to train on) and reports two figures after the final epoch: validation accuracy, the one that design decisions
 (notebook 07's ablation and design history) are made on, and test accuracy, evaluated once at the
 end of each run and chosen by nothing. The table gives median, min and max over seeds. New results
 are merged into the existing JSON by configuration name, so `--only` updates some rows and keeps
