@@ -9,11 +9,11 @@
 Each run is `train.py` itself (`train.run` on the same command-line options), so a row can be
 reproduced with the `command` stored beside it in the JSON. Every configuration holds out 10,000
 training images as a validation split (`--val-size 10000`: a random split seeded by --seed, so each
-seed holds out its own 10,000; 50,000 are left to train on) and reports two figures after the final epoch: validation accuracy, the one that design decisions
-(notebook 07's ablation and design history) are made on, and test accuracy, evaluated once at the
-end of each run and chosen by nothing. The table gives median, min and max over seeds. New results
-are merged into the existing JSON by configuration name, so `--only` updates some rows and keeps
-the others.
+seed holds out its own 10,000; 50,000 are left to train on) and reports two figures after the final
+epoch: validation accuracy, the one that design decisions (notebook 07's ablation and design
+history) are made on, and test accuracy, evaluated once at the end of each run and chosen by
+nothing. The table gives median, min and max over seeds. New results are merged into the existing
+JSON by configuration name, so `--only` updates some rows and keeps the others.
 """
 
 import argparse
