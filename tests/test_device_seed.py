@@ -25,13 +25,6 @@ def test_asking_for_a_missing_device_is_a_clear_error(monkeypatch):
     assert utils.get_device("cpu").type == "cpu"
 
 
-def test_loader_kwargs_pin_memory_on_cuda_only():
-    assert utils.loader_kwargs(torch.device("cpu")) == {"num_workers": 0, "pin_memory": False}
-    cuda = utils.loader_kwargs(torch.device("cuda"))
-    assert cuda["pin_memory"] is True and cuda["num_workers"] >= 1
-    assert utils.loader_kwargs(torch.device("mps"))["pin_memory"] is False
-
-
 def first_batch_and_loss(seed: int) -> tuple[torch.Tensor, float]:
     """First training batch and the loss after three SGD steps, all from one seed."""
     utils.set_seed(seed)

@@ -114,6 +114,33 @@ def test_only_the_sizes_cell_knows_about_smoke_mode(notebook):
         assert knowing[0].startswith("SMOKE = utils.smoke_mode()")
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_smoke_sizes_are_the_same_on_every_device(notebook, monkeypatch):
+    # A floor checked in smoke mode must hold wherever nbval runs: the same steps on a CPU and a GPU.
+    sizes = [c for c in code_cells(notebook) if c.startswith("SMOKE = utils.smoke_mode()")]
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    import model
+    import utils
+
+    for cell in sizes:
+        names = {"utils": utils, "model": model}
+        exec(cell, names)
+        for name in [n for n in names if n.endswith("_ON_GPU")]:
+            assert names[name] == names[name.replace("_ON_GPU", "_ON_CPU")], f"{name} differs from the CPU's"
+    for cell in code_cells(notebook):  # a size chosen by device anywhere else would escape the check above
+        for line in re.findall(r".*if device\.type == .*else.*", cell):
+            assert "_ON_GPU" in line and "_ON_CPU" in line, f"a size chosen by device outside the sizes cell: {line}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_float_tensor_from_a_device_is_compared_bit_exactly_with_the_cpu(notebook):
+    # GPUs round differently (notebook 02, section 6): across devices only integers may be equal bit for bit.
+    for cell in code_cells(notebook):
+        for args in re.findall(r"torch\.equal\(([^()]*(?:\([^()]*\)[^()]*)*)\)", cell):
+            if ".cpu()" in args:
+                assert all("label" in a for a in args.split(",")), f"torch.equal({args}) across devices"
+
+
 def test_the_tensorboard_cell_is_skipped_by_nbval_and_nbclient():
     cells = json.loads((ROOT / "notebooks" / "04_fashion_mnist.ipynb").read_text())["cells"]
     tensorboard = [c for c in cells if "%tensorboard" in "".join(c["source"])]

@@ -1,4 +1,4 @@
-"""Reliability of train.py and utils: MPS-safe dtypes, resume checks, file modes, NaN guard, early errors."""
+"""Reliability of train.py and utils: resume checks, file modes, NaN guard, early errors."""
 
 import json
 import os
@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
-from float64_guard import Float64Guard
 from torchvision.transforms import InterpolationMode
 
 import model
@@ -34,26 +33,8 @@ def weights(path) -> dict:
     return utils.load_checkpoint(path)["model"]
 
 
-# --------------------------------------------------------------------------- 1. Apple MPS: no float64 on the device
-
-
-@pytest.mark.parametrize("loader", ["fast", "torchvision"])
-def test_a_whole_run_creates_no_float64_tensor(data_root, tmp_path, loader):
-    # The training device here is the CPU, so any float64 tensor would be one on the training device.
-    args = train.parse_args(["--limit", "300", "--epochs", "1", "--val-size", "100", "--loader", loader,
-                             "--json", str(tmp_path / "out.json"), "--save", str(tmp_path / "ck.pt")])
-    with Float64Guard() as guard:
-        result = train.run(args)
-    assert guard.ops == [], f"float64 tensors (unsupported on Apple MPS) made by {sorted(set(guard.ops))}"
-    assert result["test_accuracy"] > 0
-
-
-def test_fast_loader_draws_shuffle_and_augmentation_on_a_cpu_generator(data_root):
-    loader = utils.TensorLoader(utils.get_dataset("mnist", True, limit=256), "mnist", CPU, 64, shuffle=True,
-                                augment=True, seed=3)
-    assert loader.generator.device.type == "cpu"
-    theta = utils.augment_theta(8, 28, torch.Generator().manual_seed(0))
-    assert theta.device.type == "cpu" and theta.dtype == torch.float32 and theta.shape == (8, 2, 3)
+# --------------------------------------------------------------------------- 1. ranks draw their own randomness
+# (no float64 on the training device, which Apple MPS lacks: tests/test_devices.py)
 
 
 def test_ranks_shuffle_alike_but_draw_their_own_augmentation(data_root):

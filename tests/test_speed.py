@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import model
 import train
@@ -18,21 +17,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import time_to_accuracy  # noqa: E402
 
 CPU = torch.device("cpu")
-
-
-def test_bf16_autocast_trains_in_bf16_and_keeps_float32_weights(data_root):
-    loader = utils.get_loaders("mnist", 100, CPU, limit=500, loader="fast").train
-    torch.manual_seed(0)
-    net = model.build("quick")
-    seen = []
-    net.features[0][0].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    loss, accuracy = utils.train_epoch(net, loader, F.cross_entropy, optimizer, CPU, amp=torch.bfloat16)
-    assert seen and set(seen) == {torch.bfloat16}  # the convolutions ran in bf16
-    assert all(p.dtype == torch.float32 for p in net.parameters())  # the weights did not
-    assert torch.isfinite(torch.tensor(loss)) and 0 <= accuracy <= 1
-    val_loss, _ = utils.evaluate(net, loader, F.cross_entropy, CPU, amp=torch.bfloat16)
-    assert torch.isfinite(torch.tensor(val_loss))
 
 
 def test_amp_where_the_cpu_has_no_native_bf16_warns_and_trains_in_float32(monkeypatch, capsys):

@@ -1,0 +1,142 @@
+"""The same code on every device: each test runs on the CPU (in CI) and on CUDA or Apple MPS where present.
+
+`pytest -m cuda` (or `-m mps`) runs the accelerator legs. A device is judged against the CPU's result
+for the same seed and data, never against a fixed accuracy that only one machine ever produced:
+GPU kernels add numbers in another order than the CPU does, so their floats differ in the last bits,
+and a short training run amplifies that into a slightly different model. The margins below are the
+spread that a *different seed* gives on the CPU, measured with the same commands, so a device passes
+unless it trains worse than an unlucky seed would.
+"""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from float64_guard import Float64Guard
+
+import model
+import train
+import utils
+
+CPU = torch.device("cpu")
+# Pixels after normalisation lie in about [-0.42, 2.82]; one unit in the last place of a float32 there is
+# at most 2.4e-7. A GPU divides by the standard deviation as a multiplication by its reciprocal.
+PIXEL_TOLERANCE = 1e-5
+# train.py with TRAIN_ARGS on the CPU, seeds 1-5: test accuracy 88.77-94.12% (92.26% for seed 1).
+TRAIN_ARGS = ["--epochs", "2", "--limit", "2500", "--val-size", "500", "--batch-size", "32"]
+TRAIN_MARGIN = 0.06
+# One epoch of `quick` on 2,000 images, batch 32, seeds 0-2 on the CPU: training accuracy 0.43-0.53
+# (float32), and bfloat16 or float16 autocast within 0.011 of float32 for the same seed.
+AMP_MARGIN = 0.1
+
+
+def test_fast_loader_keeps_the_data_on_the_device_and_matches_the_cpu(data_root, device):
+    ds = utils.get_dataset("mnist", True, limit=512)
+    on_cpu, on_device = (utils.TensorLoader(ds, "mnist", d, 128, shuffle=True, augment=True, seed=7)
+                         for d in (CPU, device))
+    assert on_device.images.device.type == device.type
+    assert on_device.generator.device.type == "cpu"  # shuffle and augmentation: drawn on the CPU
+    on_cpu.set_epoch(1)
+    on_device.set_epoch(1)
+    for (x_cpu, y_cpu), (x_dev, y_dev) in zip(on_cpu, on_device, strict=True):
+        assert x_dev.device.type == device.type and y_dev.device.type == device.type
+        assert torch.equal(y_cpu, y_dev.cpu())  # labels are integers: the same order on every device
+        assert torch.allclose(x_cpu, x_dev.cpu(), rtol=0, atol=1e-4)  # the same warp, up to kernel rounding
+
+
+def test_fast_loader_without_augmentation_matches_torchvision_within_the_pixel_tolerance(data_root, device):
+    loaders = [utils.get_loaders("mnist", 256, d, limit=1000, val_size=500, loader=kind, seed=3).val
+               for d, kind in ((CPU, "torchvision"), (device, "fast"))]
+    for (x_tv, y_tv), (x_fast, y_fast) in zip(*loaders, strict=True):
+        assert torch.equal(y_tv, y_fast.cpu())
+        assert torch.allclose(x_tv, x_fast.cpu(), rtol=0, atol=PIXEL_TOLERANCE)
+
+
+def test_evaluation_on_the_device_matches_the_cpu(data_root, device):
+    torch.manual_seed(0)
+    net = model.CompactNet()
+    results = []
+    for d in (CPU, device):
+        loaders = utils.get_loaders("mnist", 256, d, limit=512, test_limit=1000, loader="fast")
+        results.append(utils.evaluate(net.to(d), loaders.test, F.cross_entropy, d))
+    (cpu_loss, cpu_accuracy), (loss, accuracy) = results
+    assert loss == pytest.approx(cpu_loss, rel=1e-3)
+    assert accuracy == pytest.approx(cpu_accuracy, abs=0.002)  # at most 2 of 1,000 images differ
+
+
+CPU_RUNS: dict[str, dict] = {}
+
+
+def train_py(device: torch.device, loader: str, tmp_path) -> dict:
+    """train.py with TRAIN_ARGS on `device`, saving a checkpoint; the results it returns."""
+    args = train.parse_args(["--device", device.type, "--loader", loader, *TRAIN_ARGS,
+                             "--save", str(tmp_path / f"{device.type}.pt"), "--json", str(tmp_path / "out.json")])
+    return train.run(args)
+
+
+@pytest.mark.parametrize("loader", ["fast", "torchvision"])
+def test_train_py_learns_on_the_device_as_on_the_cpu_without_float64_and_resumes_on_the_cpu(
+        data_root, tmp_path, device, loader):
+    # Apple MPS has no float64: no tensor on the training device may be float64 (on the CPU leg, none at all).
+    with Float64Guard(include_cpu=device.type == "cpu") as guard:
+        result = train_py(device, loader, tmp_path)
+    assert guard.ops == [], f"float64 tensors (unsupported on Apple MPS) made by {sorted(set(guard.ops))}"
+    if device.type == "cpu":
+        CPU_RUNS[loader] = result
+    cpu = CPU_RUNS.get(loader) or train_py(CPU, loader, tmp_path)
+    history = result["history"]
+    assert result["device"].startswith(device.type)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]  # it learned
+    assert abs(result["test_accuracy"] - cpu["test_accuracy"]) <= TRAIN_MARGIN, (result["test_accuracy"],
+                                                                                 cpu["test_accuracy"])
+    ck, out = tmp_path / f"{device.type}.pt", tmp_path / "resumed.json"
+    state = utils.load_checkpoint(ck)  # saved from the device, read on the CPU
+    assert all(t.device.type == "cpu" for t in state["model"].values())
+    assert train.parse_args(["--resume", str(ck), "--device", "cpu"]).epochs == 2
+    assert train.main(["--resume", str(ck), "--device", "cpu", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["device"] == "cpu"
+
+
+def test_dataloader_settings_suit_the_device(data_root, device):
+    kwargs = utils.loader_kwargs(device)
+    assert kwargs["pin_memory"] is (device.type == "cuda")  # page-locked memory only speeds host->CUDA copies
+    if device.type == "cpu":
+        assert kwargs["num_workers"] == 0  # workers would compete with the training for the same cores
+    else:
+        assert kwargs["num_workers"] >= 1  # the CPU is otherwise idle while the accelerator computes
+    images, labels = next(iter(utils.get_loaders("mnist", 64, device, limit=256).train))
+    assert images.to(device).device.type == device.type and len(labels) == 64
+
+
+def one_amp_epoch(device: torch.device, amp: torch.dtype | None) -> tuple[float, float, set]:
+    """One epoch of `quick` in `amp` precision: training loss, accuracy, and the first conv's output dtypes."""
+    loader = utils.get_loaders("mnist", 32, device, limit=2000, loader="fast").train
+    torch.manual_seed(0)
+    net = model.build("quick").to(device)
+    seen = set()
+    net.features[0][0].register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    loss, accuracy = utils.train_epoch(net, loader, F.cross_entropy, optimizer, device, amp=amp)
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # the weights stay float32
+    val_loss, _ = utils.evaluate(net, loader, F.cross_entropy, device, amp=amp)
+    assert torch.isfinite(torch.tensor([loss, val_loss])).all()
+    return loss, accuracy, seen
+
+
+@pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16], ids=["bf16", "fp16-with-gradscaler"])
+def test_autocast_trains_in_lower_precision_as_well_as_float32_on_the_cpu(data_root, device, amp):
+    if device.type == "mps":
+        pytest.skip("train.py --amp uses no autocast on Apple MPS (utils.amp_dtype)")
+    _, cpu_accuracy, _ = one_amp_epoch(CPU, None)
+    loss, accuracy, seen = one_amp_epoch(device, amp)  # float16 goes through a GradScaler (train_epoch)
+    assert seen == {amp}  # the convolutions ran in the lower precision
+    assert abs(accuracy - cpu_accuracy) <= AMP_MARGIN, (accuracy, cpu_accuracy)
+
+
+def test_amp_picks_a_precision_this_device_has(device):
+    amp = utils.amp_dtype(device)
+    if device.type == "cuda":  # T4 (Colab) has no bfloat16: float16 with gradient scaling
+        assert amp == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    else:
+        assert amp in (None, torch.bfloat16)
