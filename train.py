@@ -74,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, help="DataLoader workers, torchvision loader only (default: by device)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="default: auto (CUDA, MPS, CPU)")
     p.add_argument("--amp", action="store_true", default=None,
-                   help="mixed precision: bf16 autocast (fp16 + gradient scaling on GPUs without bf16). It pays "
-                        "where the math dominates: on a CPU with native bf16 instructions it measured faster (without "
-                        "them it warns and trains in float32). On a GPU it measured slower for the small default "
-                        "model, whose many short kernels wait on launches, not on arithmetic (README, On a GPU)")
+                   help="mixed precision: bf16 autocast (fp16 + gradient scaling on GPUs older than Ampere, such "
+                        "as a T4). It pays where the arithmetic dominates: on a CPU with native bf16 instructions it "
+                        "measured faster (without them, and on Apple MPS, it warns and trains in float32). On an "
+                        "H200 it measured slower for the small default model, whose many short kernels wait on "
+                        "launches, not on arithmetic (README, On a GPU)")
     p.add_argument("--test-every-epoch", action="store_true", default=None,
                    help="also evaluate the test set after every epoch, for benchmarks of the time to reach a test "
                         "accuracy; choose nothing by it (default: the test set once, after training)")

@@ -694,15 +694,16 @@ def plot_history(history: list[dict], title: str = "Training history"):
 # ==================== 7. normalisation statistics and augmentation (notebook 03)
 
 def pixel_stats(ds: Dataset) -> tuple[float, float]:
-    """Mean and std of all pixels of a data set whose transform is ToTensor() only."""
-    loader = DataLoader(ds, batch_size=10000)
-    total, total_sq, count = 0.0, 0.0, 0
-    for images, _ in loader:
+    """Mean and std of all pixels of a data set whose transform is ToTensor() only (notebook 03, by hand)."""
+    total = total_of_squares = 0.0
+    count = 0
+    for images, _ in DataLoader(ds, batch_size=10_000):
+        images = images.double()  # float64 sums: float32 would lose digits over millions of pixels
         total += images.sum().item()
-        total_sq += (images.double() ** 2).sum().item()
+        total_of_squares += (images**2).sum().item()
         count += images.numel()
     mean = total / count
-    return mean, (total_sq / count - mean**2) ** 0.5
+    return mean, (total_of_squares / count - mean**2) ** 0.5
 
 
 # Training augmentations by name. "rotate" is S5's original one: a 10% chance of a 22/28 centre crop
@@ -1057,13 +1058,13 @@ def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
 def amp_dtype(device: torch.device) -> torch.dtype | None:
     """The autocast precision for train.py --amp on this device, or None where it would not help.
 
-    CUDA: bfloat16 where the GPU supports it, else float16 (with gradient scaling). CPU: bfloat16
-    only on processors with native bf16 instructions (AVX512-BF16, AMX), where it measured faster
-    (benchmarks/time_to_accuracy.py --amp); elsewhere bf16 is emulated and slower.
-    Apple MPS: None (not measured).
+    CUDA: bfloat16 on GPUs with native bf16 (compute capability 8.0 and newer: A100, H100, RTX 30xx
+    on), else float16 with gradient scaling (a T4, as on Colab: `torch.cuda.is_bf16_supported()`
+    says True there too, because it counts emulation). CPU: bfloat16 only on processors with native
+    bf16 instructions (AVX512-BF16, AMX); elsewhere bf16 is emulated and slower. Apple MPS: None.
     """
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return torch.bfloat16
     return None

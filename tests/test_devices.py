@@ -2,10 +2,13 @@
 
 `pytest -m cuda` (or `-m mps`) runs the accelerator legs. A device is judged against the CPU's result
 for the same seed and data, never against a fixed accuracy that only one machine ever produced:
-GPU kernels add numbers in another order than the CPU does, so their floats differ in the last bits,
-and a short training run amplifies that into a slightly different model. The margins below are the
-spread that a *different seed* gives on the CPU, measured with the same commands, so a device passes
-unless it trains worse than an unlucky seed would.
+GPU kernels add numbers in another order than the CPU does (and NVIDIA GPUs since Ampere run float32
+convolutions in TF32, with a 10-bit mantissa, by default), so their floats differ, and a short
+training run amplifies that into a slightly different model. A device may fall below the CPU's
+accuracy by at most what an unlucky *seed* costs on the CPU, measured with the same commands.
+On the CPU leg the comparison is with itself: that leg proves the code path runs and learns (in CI);
+the accelerator legs compare. The settings that depend on the device type are also checked without
+the device, at the end of this file.
 """
 
 import json
@@ -23,12 +26,13 @@ CPU = torch.device("cpu")
 # Pixels after normalisation lie in about [-0.42, 2.82]; one unit in the last place of a float32 there is
 # at most 2.4e-7. A GPU divides by the standard deviation as a multiplication by its reciprocal.
 PIXEL_TOLERANCE = 1e-5
-# train.py with TRAIN_ARGS on the CPU, seeds 1-5: test accuracy 88.77-94.12% (92.26% for seed 1).
+# train.py with TRAIN_ARGS on the CPU, seeds 1-5: test accuracy 88.77-94.12%; seed 1 (used here) 92.26%,
+# so the unluckiest seed cost 3.5 points.
 TRAIN_ARGS = ["--epochs", "2", "--limit", "2500", "--val-size", "500", "--batch-size", "32"]
-TRAIN_MARGIN = 0.06
-# One epoch of `quick` on 2,000 images, batch 32, seeds 0-2 on the CPU: training accuracy 0.43-0.53
-# (float32), and bfloat16 or float16 autocast within 0.011 of float32 for the same seed.
-AMP_MARGIN = 0.1
+TRAIN_MARGIN = 0.035
+# One epoch of `quick` on 2,000 images, batch 32, on the CPU: training accuracy 0.485 for seed 0 (used
+# here), 0.43-0.53 for seeds 0-2 (the unluckiest 0.056 lower); bf16 or fp16 autocast within 0.011 of float32.
+AMP_MARGIN = 0.056
 
 
 def test_fast_loader_keeps_the_data_on_the_device_and_matches_the_cpu(data_root, device):
@@ -88,8 +92,8 @@ def test_train_py_learns_on_the_device_as_on_the_cpu_without_float64_and_resumes
     history = result["history"]
     assert result["device"].startswith(device.type)
     assert history[-1]["train_loss"] < history[0]["train_loss"]  # it learned
-    assert abs(result["test_accuracy"] - cpu["test_accuracy"]) <= TRAIN_MARGIN, (result["test_accuracy"],
-                                                                                 cpu["test_accuracy"])
+    assert result["test_accuracy"] >= cpu["test_accuracy"] - TRAIN_MARGIN, (result["test_accuracy"],
+                                                                            cpu["test_accuracy"])
     ck, out = tmp_path / f"{device.type}.pt", tmp_path / "resumed.json"
     state = utils.load_checkpoint(ck)  # saved from the device, read on the CPU
     assert all(t.device.type == "cpu" for t in state["model"].values())
@@ -131,12 +135,33 @@ def test_autocast_trains_in_lower_precision_as_well_as_float32_on_the_cpu(data_r
     _, cpu_accuracy, _ = one_amp_epoch(CPU, None)
     loss, accuracy, seen = one_amp_epoch(device, amp)  # float16 goes through a GradScaler (train_epoch)
     assert seen == {amp}  # the convolutions ran in the lower precision
-    assert abs(accuracy - cpu_accuracy) <= AMP_MARGIN, (accuracy, cpu_accuracy)
+    assert accuracy >= cpu_accuracy - AMP_MARGIN, (accuracy, cpu_accuracy)
 
 
-def test_amp_picks_a_precision_this_device_has(device):
+def test_amp_picks_a_precision_this_device_computes_natively(device):
     amp = utils.amp_dtype(device)
-    if device.type == "cuda":  # T4 (Colab) has no bfloat16: float16 with gradient scaling
-        assert amp == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    if device.type == "cuda":
+        assert amp == (torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16)
+    elif device.type == "mps":
+        assert amp is None
     else:
-        assert amp in (None, torch.bfloat16)
+        assert amp == (torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None)
+
+
+# --------------------------------------------------------------------------- the same rules, without the device
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((8, 0), torch.bfloat16),
+                                                  ((9, 0), torch.bfloat16)], ids=["T4", "A100", "H100"])
+def test_amp_on_cuda_uses_bf16_from_ampere_on_and_fp16_with_scaling_before(monkeypatch, capability, expected):
+    # torch.cuda.is_bf16_supported() also says True on a T4 (it counts emulation): the capability decides.
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert utils.amp_dtype(torch.device("cuda")) == expected
+
+
+@pytest.mark.parametrize("kind, pinned, workers", [("cpu", False, "none"), ("cuda", True, "some"),
+                                                   ("mps", False, "some")])
+def test_loader_settings_per_device_type(kind, pinned, workers):
+    kwargs = utils.loader_kwargs(torch.device(kind))
+    assert kwargs["pin_memory"] is pinned
+    assert (kwargs["num_workers"] == 0) if workers == "none" else (kwargs["num_workers"] >= 1)

@@ -141,6 +141,18 @@ def test_no_float_tensor_from_a_device_is_compared_bit_exactly_with_the_cpu(note
                 assert all("label" in a for a in args.split(",")), f"torch.equal({args}) across devices"
 
 
+def test_the_own_digit_photos_are_committed_one_per_digit():
+    # Notebook 03, section 10 reads them offline (Colab fetches the same files from the repository).
+    from PIL import Image
+
+    folder = ROOT / "images" / "digits"
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.glob("*/*.png")) == [
+        f"{d}/{d}.png" for d in range(10)]
+    for path in folder.glob("*/*.png"):
+        with Image.open(path) as photo:
+            assert photo.mode == "RGB" and photo.size == (160, 160)  # a colour photo, larger than 28x28
+
+
 def test_the_tensorboard_cell_is_skipped_by_nbval_and_nbclient():
     cells = json.loads((ROOT / "notebooks" / "04_fashion_mnist.ipynb").read_text())["cells"]
     tensorboard = [c for c in cells if "%tensorboard" in "".join(c["source"])]

@@ -48,7 +48,7 @@ def tidy_outputs(cell) -> None:
 
 
 def problems(nb) -> list[str]:
-    """What must not be stored: errors, stderr streams, paths of this machine."""
+    """What must not be stored: errors (also printed ones), stderr streams, paths of this machine."""
     found = []
     for i, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
@@ -60,6 +60,8 @@ def problems(nb) -> list[str]:
             text = output.get("text", "") + " ".join(str(v) for k, v in data.items() if k.startswith("text/"))
             if MACHINE_PATH.search(text):
                 found.append(f"cell {i}: a path of this machine: {MACHINE_PATH.search(text).group(0)!r}")
+            if re.search(r"^ERROR: ", text, re.MULTILINE):  # shown as text, e.g. %tensorboard without tensorboard
+                found.append(f"cell {i}: an error message in its output {text[:200]!r}")
     return found
 
 
@@ -67,6 +69,11 @@ def run(path: Path) -> float:
     """Execute one notebook in place; return the seconds it took."""
     nb = nbformat.read(path, as_version=4)
     env_smoke = os.environ.pop("COURSE_SMOKE", None)  # a full run
+    # The kernel's shell commands (notebook 04's %tensorboard) find this Python's scripts, as in an
+    # activated virtual environment, even when this script was started as .venv/bin/python.
+    scripts = str(Path(sys.executable).parent)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
     try:
         tic = time.perf_counter()
         NotebookClient(nb, timeout=None, kernel_name="python3", record_timing=False,
