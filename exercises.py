@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,9 +37,11 @@ def check_number(answer, expected: float, why: str, mistakes: dict | None = None
     """Compare a numeric answer; a known wrong answer gets its own explanation."""
     if unanswered(answer):
         return
-    if isinstance(answer, torch.Tensor):
-        if answer.numel() != 1:
-            return verdict(False, f"Expected one number, got a tensor of shape {tuple(answer.shape)}.")
+    if isinstance(answer, (torch.Tensor, np.ndarray)):
+        if answer.size != 1 if isinstance(answer, np.ndarray) else answer.numel() != 1:
+            return verdict(False, f"Expected one number, got an array of shape {tuple(answer.shape)}.")
+        answer = answer.item()
+    if isinstance(answer, np.generic):  # a NumPy scalar (np.int64, np.float32, ...) is a number too
         answer = answer.item()
     if not isinstance(answer, (int, float)) or isinstance(answer, bool):
         return verdict(False, f"Expected a number, got {type(answer).__name__}.")
@@ -53,40 +56,47 @@ def check_number(answer, expected: float, why: str, mistakes: dict | None = None
 # ==================== 01 tensors
 
 def flatten_batch() -> torch.Tensor:
-    """The batch of exercise 01.1: 8 one-channel 28x28 images, numbered pixel by pixel."""
-    return torch.arange(8 * 28 * 28, dtype=torch.float32).reshape(8, 1, 28, 28)
+    """The batch of exercise 01.1: 8 colour (RGB) 32x32 images, numbered pixel by pixel."""
+    return torch.arange(8 * 3 * 32 * 32, dtype=torch.float32).reshape(8, 3, 32, 32)
 
 
 def check_flatten(flat) -> None:
-    """01.1: each image of flatten_batch() as one row of 784 numbers, shape (8, 784)."""
+    """01.1: every channel of every image of flatten_batch() as one row of 1,024 pixels, shape (8, 3, 1024)."""
     if unanswered(flat):
         return
     batch = flatten_batch()
     if not isinstance(flat, torch.Tensor):
         return verdict(False, f"Expected a tensor, got {type(flat).__name__}.")
-    if tuple(flat.shape) == (8 * 784,):
-        return verdict(False, "shape (6272,): the batch dimension was flattened too. Keep dimension 0: "
-                              "flatten(start_dim=1) or view(8, -1).")
-    if tuple(flat.shape) == (8, 28, 28):
-        return verdict(False, "shape (8, 28, 28): squeeze removed the channel, but each image is still 28 x 28.")
-    if tuple(flat.shape) != (8, 784):
-        return verdict(False, f"shape {tuple(flat.shape)}; expected (8, 784): one row per image.")
-    if not torch.equal(flat, batch.reshape(8, 784)):
+    if tuple(flat.shape) == (8, 3 * 1024):
+        return verdict(False, "shape (8, 3072): the three colour channels were flattened together too. Keep "
+                              "dimensions 0 and 1 and flatten only height and width: flatten(start_dim=2).")
+    if tuple(flat.shape) == (8 * 3 * 1024,):
+        return verdict(False, "shape (24576,): everything became one row, the batch too.")
+    if tuple(flat.shape) != (8, 3, 1024):
+        return verdict(False, f"shape {tuple(flat.shape)}; expected (8, 3, 1024): per image, one row per channel.")
+    if not torch.equal(flat, batch.reshape(8, 3, 1024)):
         return verdict(False, "the shape is right but the numbers are in another order: a row must be one "
-                              "image's pixels, row by row (did you transpose or permute?).")
-    return verdict(True, "one row per image, pixels in reading order: this is what nn.Linear(784, ...) expects.")
+                              "channel's pixels, row by row (did you transpose or permute?).")
+    return verdict(True, "flatten(start_dim=2) keeps the batch and the channels and joins height and width: "
+                         "reshape(8, 3, -1) and view(8, 3, 1024) give the same.")
+
+
+ACCURACY_SCORES = [[0.1, 2.0, 0.3, 0.0], [1.5, 0.2, 0.1, 0.0], [0.0, 0.1, 0.2, 3.0], [0.3, 0.2, 0.9, 0.1],
+                   [2.0, 0.1, 0.0, 0.5]]  # exercise 01.2: 5 images, scores for 4 classes
+ACCURACY_LABELS = [[1], [0], [3], [1], [3]]  # ... and their labels, as a column
 
 
 def check_accuracy(accuracy) -> None:
-    """01.2: accuracy of predictions [[3], [1], [4], [1], [5]] (shape (5, 1)) against labels [3, 1, 4, 1, 9]."""
-    predictions, labels = torch.tensor([[3], [1], [4], [1], [5]]), torch.tensor([3, 1, 4, 1, 9])
-    broadcast = (predictions == labels).float().mean().item()  # the (5, 5) matrix's mean
+    """01.2: accuracy of the (5, 4) scores ACCURACY_SCORES against the (5, 1) labels ACCURACY_LABELS."""
+    predicted, labels = torch.tensor(ACCURACY_SCORES).argmax(dim=1), torch.tensor(ACCURACY_LABELS)
+    broadcast = (predicted == labels).float().mean().item()  # the (5, 5) matrix's mean
     return check_number(
-        accuracy, 0.8, "4 of 5 right: squeeze the (5, 1) predictions to (5,) before comparing.",
-        {broadcast: "comparing (5, 1) with (5,) broadcasts to a (5, 5) matrix of every prediction against every "
-                    "label. Squeeze the predictions to (5,) first (or use labels.view(-1, 1)).",
-         4: "that is the number of right predictions; accuracy divides by the 5 predictions."},
-        "Count the positions where prediction and label agree, and divide by 5.",
+        accuracy, 0.6, "argmax(dim=1) gives the predicted classes (1, 0, 3, 2, 0); squeezed to (5,), the labels "
+                       "agree in 3 of 5 places.",
+        {broadcast: "comparing the (5,) predictions with the (5, 1) labels broadcasts to a (5, 5) matrix of every "
+                    "prediction against every label. Squeeze the labels to (5,) first.",
+         3: "that is the number of right predictions; accuracy divides by the 5 images."},
+        "The predicted class of an image is the index of its largest score; compare it with the label.",
     )
 
 
@@ -104,11 +114,11 @@ def check_gradient(slope) -> None:
 # ==================== 02 first network
 
 def check_batches_per_epoch(batches) -> None:
-    """02.1: iterations in one epoch over 50,000 images with batch_size=128 (DataLoader defaults)."""
+    """02.1: iterations in one epoch over 45,000 images with batch_size=256 (DataLoader defaults)."""
     return check_number(
-        batches, 391, "390 full batches of 128 and a last one of 80: len(loader) = ceil(50,000 / 128) = 391.",
-        {390: "the last, smaller batch (80 images) still counts unless the DataLoader has drop_last=True.",
-         50_000 / 128: "the number of batches is a whole number: the last one is smaller."},
+        batches, 176, "175 full batches of 256 and a last one of 200: len(loader) = ceil(45,000 / 256) = 176.",
+        {175: "the last, smaller batch (200 images) still counts unless the DataLoader has drop_last=True.",
+         45_000 / 256: "the number of batches is a whole number: the last one is smaller."},
         "Divide the images by the batch size and think about the remainder.",
     )
 
@@ -133,7 +143,7 @@ def check_dropout_values(values) -> None:
 
 
 def check_cross_entropy(my_cross_entropy) -> None:
-    """02.3: a function (logits, labels) -> mean cross-entropy, stable even for very large logits."""
+    """02.3: a function (logits, labels) -> mean cross-entropy from its formula, stable even for very large logits."""
     if unanswered(my_cross_entropy):
         return
     generator = torch.Generator().manual_seed(0)
@@ -154,13 +164,14 @@ def check_cross_entropy(my_cross_entropy) -> None:
             return verdict(False, "that is nll_loss on probabilities: -p(true class), always between -1 and 0. "
                                   "nll_loss expects log-probabilities: use F.log_softmax(logits, dim=1).")
         if not torch.isfinite(got):
-            return verdict(False, f"with {what} it returns {got.item()}: torch.log(softmax(x)) underflows to "
-                                  "log(0) = -inf when a probability rounds to 0. F.log_softmax computes "
-                                  "x - logsumexp(x) without that problem.")
+            return verdict(False, f"with {what} it returns {got.item()}: exp() of a large logit overflows to inf, "
+                                  "and log(softmax) underflows to log(0) = -inf. torch.logsumexp computes "
+                                  "log(sum(exp(x))) without either problem.")
         if not torch.isclose(got, expected, rtol=1e-4):
             return verdict(False, f"with {what} the mean cross-entropy is {expected.item():.4f}, your function "
                                   f"gives {got.item():.4f}.")
-    return verdict(True, "log_softmax then nll_loss equals F.cross_entropy, and stays finite for huge logits.")
+    return verdict(True, "logsumexp(logits) minus the true class's logit, averaged, is F.cross_entropy, and stays "
+                         "finite for huge logits.")
 
 
 # ==================== 03 convnets
@@ -193,14 +204,16 @@ def check_most_confused(cm, pair) -> None:
         return
     counts = torch.as_tensor(cm).clone()
     counts.fill_diagonal_(0)
-    true, predicted = divmod(int(counts.argmax()), counts.shape[1])
+    largest = counts.max()
+    tied = [tuple(int(v) for v in cell) for cell in (counts == largest).nonzero().tolist()]
     try:
         answer = tuple(int(v) for v in pair)
     except (TypeError, ValueError):
         return verdict(False, f"Expected a pair (true, predicted), got {pair!r}.")
-    if answer == (true, predicted):
-        return verdict(True, f"a true {true} predicted as {predicted}, {int(counts[true, predicted])} times.")
-    if answer == (predicted, true):
+    if answer in tied:
+        also = f" (tied with {', '.join(map(str, (t for t in tied if t != answer)))})" if len(tied) > 1 else ""
+        return verdict(True, f"a true {answer[0]} predicted as {answer[1]}, {int(largest)} times{also}.")
+    if answer[::-1] in tied:
         return verdict(False, "reversed: rows are the true labels and columns the predictions.")
     if len(answer) == 2 and answer[0] == answer[1]:
         return verdict(False, "the diagonal holds the right answers; set it to 0 before looking for the maximum.")
@@ -219,9 +232,12 @@ def check_precision(cm, precision) -> None:
     got = torch.as_tensor(precision, dtype=torch.float64).flatten()
     if got.shape != expected.shape:
         return verdict(False, f"Expected one value per class ({expected.numel()}), got {got.numel()}.")
-    if torch.allclose(got, expected, atol=1e-4):
+    never = counts.sum(dim=0) == 0  # a class never predicted: 0 / 0, which NaN or 0 both answer fairly
+    answered = torch.isnan(got[never]) | (got[never] == 0)
+    if answered.all() and torch.allclose(got[~never], expected[~never], atol=1e-4):
+        note = " A class never predicted has no precision (0 / 0): NaN, or 0 by convention." if never.any() else ""
         return verdict(True, "precision = right predictions of a class / all predictions of that class "
-                             "(a column sum).")
+                             "(a column sum)." + note)
     if torch.allclose(got, recall, atol=1e-4):
         return verdict(False, "that is recall (divided by the row sums, the true classes). Precision divides by "
                               "the column sums: everything *predicted* as that class.")
@@ -241,20 +257,22 @@ def check_run_count(runs) -> None:
 # ==================== 05 devices
 
 def check_moves(lines) -> None:
-    """05.1: which of the lines a) x.to(device)  b) x = x.to(device)  c) net.to(device) leave data on `device`."""
+    """05.1: with x on the CPU and a GPU as `device`, which lines leave y on the GPU (a set of letters)."""
     if unanswered(lines):
         return
     answer = {str(v).strip().lower() for v in lines}
-    if answer == {"b", "c"}:
-        return verdict(True, "a tensor's .to() returns a new tensor (keep it: x = x.to(device)); a module's "
-                             ".to() moves its parameters and buffers in place and returns the module itself.")
-    if "a" in answer:
-        return verdict(False, "a) moves nothing: Tensor.to returns a copy on the device and leaves x where it was; "
-                              "the copy is thrown away.")
+    if answer == {"a", "c"}:
+        return verdict(True, "an operation puts its result where its inputs are (a: x.to(device) + 1), and the "
+                             "*_like functions create on their argument's device (c). A new tensor without a "
+                             "device= argument is made on the CPU (d), and .cpu() brings b) back.")
+    if "d" in answer:
+        return verdict(False, "d) torch.zeros(3) is created on the CPU: factory functions take device=... (or the "
+                              "device of a *_like argument), not the device of tensors used nearby.")
+    if "b" in answer:
+        return verdict(False, "b) ends with .cpu(): the result is copied back to the CPU.")
     if "c" not in answer:
-        return verdict(False, "c) does move the network: Module.to works in place (it also returns the module, "
-                              "so net = net.to(device) is fine too).")
-    return verdict(False, "Check each line: which .to() changes its object, and which returns a new one?")
+        return verdict(False, "c) zeros_like makes a tensor like its argument: same shape, dtype and device.")
+    return verdict(False, "a) the sum of a GPU tensor and a Python number is computed on the GPU and stays there.")
 
 
 def check_optimizer_order(choice) -> None:
@@ -285,11 +303,26 @@ def check_lenet_sequential(net) -> None:
         return
     if not isinstance(net, nn.Sequential):
         return verdict(False, f"Expected an nn.Sequential, got {type(net).__name__}.")
-    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
-    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    layers = [m for m in net.modules() if not isinstance(m, nn.Sequential)]
+    convs = [m for m in layers if isinstance(m, nn.Conv2d)]
+    linears = [m for m in layers if isinstance(m, nn.Linear)]
     if len(convs) != 2 or len(linears) != 3:
         return verdict(False, f"LeNet has 2 convolutions and 3 linear layers; this one has {len(convs)} and "
                               f"{len(linears)}.")
+    shapes = [(c.out_channels, c.kernel_size) for c in convs]
+    if shapes != [(6, (3, 3)), (16, (3, 3))]:
+        return verdict(False, f"LeNet's convolutions have 6 and 16 filters of 3x3; these have "
+                              f"{', '.join(f'{n} of {k[0]}x{k[1]}' for n, k in shapes)}.")
+    pools = [m for m in layers if isinstance(m, nn.MaxPool2d)]
+    if len(pools) != 2:
+        return verdict(False, f"each convolution is followed by a 2x2 max-pool (nn.MaxPool2d(2)); found {len(pools)}.")
+    relus = sum(isinstance(m, nn.ReLU) for m in layers)
+    if relus != 4:
+        return verdict(False, f"LeNet has a ReLU after each convolution and after the first two linear layers: 4; "
+                              f"found {relus}. Without them stacked layers collapse into one linear map.")
+    if not any(isinstance(m, nn.Flatten) for m in layers):
+        return verdict(False, "nothing turns the (N, 16, 5, 5) maps into vectors before the first linear layer: "
+                              "add nn.Flatten() there (it replaces num_flat_features).")
     try:
         out = net(torch.zeros(2, 1, 28, 28))
     except RuntimeError as err:
@@ -306,11 +339,12 @@ def check_lenet_sequential(net) -> None:
 
 
 def check_sequential_params(count) -> None:
-    """06.2: parameters of nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))."""
+    """06.2: parameters of Linear(784, 128), ReLU, Linear(128, 64), ReLU, Linear(64, 10) in an nn.Sequential."""
     return check_number(
-        count, 203_530, "784 * 256 + 256 weights and biases, then 256 * 10 + 10: 200,960 + 2,570 = 203,530.",
-        {203_264: "each Linear also has one bias per output unit: + 256 + 10.",
-         203_530 - 2_570: "the second Linear layer counts too: 256 * 10 + 10 more."},
+        count, 109_386, "784 * 128 + 128 = 100,480, then 128 * 64 + 64 = 8,256 and 64 * 10 + 10 = 650: 109,386.",
+        {109_184: "each Linear also has one bias per output unit: + 128 + 64 + 10.",
+         100_480: "the other two Linear layers count too.",
+         109_386 - 650: "the last Linear layer counts too: 64 * 10 + 10 more."},
         "in_features * out_features + out_features per Linear; ReLU has none.",
     )
 

@@ -341,9 +341,10 @@ def progress_stream():
 def train_epoch(
     model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device: torch.device,
     desc: str = "train", scheduler=None, check_every: int = 50, amp: torch.dtype | None = None,
-    scaler: torch.amp.GradScaler | None = None,
+    scaler: torch.amp.GradScaler | None = None, progress: bool = True, leave: bool = True,
 ) -> tuple[float, float]:
-    """One pass over `loader`; returns mean training loss and accuracy. Shows a tqdm bar.
+    """One pass over `loader`; returns mean training loss and accuracy. Shows a tqdm bar (`progress`),
+    which stays on screen after the epoch unless `leave` is False.
 
     Notebook 02's hand-written loop, plus: `loss_fn` is any `loss_fn(output, labels)` returning the
     batch mean (`F.cross_entropy` for logits, `F.nll_loss` for log-probabilities).
@@ -360,7 +361,8 @@ def train_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
-    bar = tqdm(loader, desc=desc, mininterval=0.5, disable=not is_main_process(), file=progress_stream())
+    bar = tqdm(loader, desc=desc, mininterval=0.5, disable=not (progress and is_main_process()), leave=leave,
+               file=progress_stream())
     for step, (images, labels) in enumerate(bar, start=1):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -458,6 +460,7 @@ def fit(
     data; None: training metrics only). The test set is not touched here: evaluate it once, after
     training. `test_loader` is only for benchmarks that report the time to reach a test accuracy
     (benchmarks/time_to_accuracy.py); nothing may be chosen by it.
+    With `verbose`, each epoch's bar is replaced by its one-line summary; without, nothing is shown.
     Continues after the last epoch in `history` (when resuming). With `checkpoint`, saves the last
     state there after every epoch and, with a `val_loader`, the state with the lowest validation
     loss beside it (`best_path(checkpoint)`). Raises NonFiniteLossError if a loss diverges; an epoch
@@ -472,7 +475,7 @@ def fit(
         batch_scheduler = scheduler if steps_per_batch(scheduler) else None
         train_loss, train_acc = train_epoch(
             model, train_loader, loss_fn, optimizer, device, f"epoch {epoch}/{epochs}", batch_scheduler, amp=amp,
-            scaler=scaler,
+            scaler=scaler, progress=verbose, leave=False,
         )
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None and batch_scheduler is None:
@@ -1045,7 +1048,7 @@ def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
 
     pin_memory only helps host->GPU copies, so it is on for CUDA only. On a CPU-only machine the
     worker processes compete with the training threads for the same cores: measured on a 2-core
-    machine, a Fashion-MNIST epoch took longer with 2 workers than with 0 (README, Performance), so
+    machine, a Fashion-MNIST epoch took longer with 2 workers than with 0 (benchmarks/README.md), so
     the default is 0 workers on CPU and up to 4 on an accelerator, where the CPU is otherwise idle.
     """
     if num_workers is None:

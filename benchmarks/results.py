@@ -1,4 +1,4 @@
-"""Train named configurations for several seeds; write results.json and the README's results table.
+"""Train named configurations for several seeds; write results.json and the results table of benchmarks/README.md.
 
     python benchmarks/results.py                          # every configuration (about 30 minutes on a 2-core CPU)
     python benchmarks/results.py --only compact fashion_best
@@ -104,7 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ablation", action="store_true",
                    help="run the variants of compact and fashion_best (ABLATIONS: ablation, design history) instead")
     p.add_argument("--json", help="results file, merged (default: benchmarks/results.json or ablation.json)")
-    p.add_argument("--readme", default=str(ROOT / "README.md"), help="README whose results table is replaced")
+    p.add_argument("--readme", default=str(ROOT / "benchmarks" / "README.md"),
+                   help="README whose results table is replaced")
     p.add_argument("--table-only", action="store_true", help="only rebuild the table from the JSON")
     args = p.parse_args(argv)
     known = ABLATIONS if args.ablation else CONFIGS

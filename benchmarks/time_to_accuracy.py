@@ -72,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of the default recipe")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "time_to_accuracy.json"))
-    p.add_argument("--readme", default=str(ROOT / "README.md"), help="README whose table to replace ('' = none)")
+    p.add_argument("--readme", default=str(ROOT / "benchmarks" / "README.md"),
+                   help="README whose table to replace ('' = none)")
     p.add_argument("--reference-run", metavar="PATH", help=argparse.SUPPRESS)  # one reference run, in its own process
     args = p.parse_args(argv)
     if any(seed < 0 for seed in args.seeds):

@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,7 @@ import exercises
 
 ROOT = Path(__file__).resolve().parent.parent
 CM = torch.tensor([[50, 1, 0], [9, 40, 2], [0, 3, 45]])  # rows: true class, columns: prediction
+SCORES, LABELS = torch.tensor(exercises.ACCURACY_SCORES), torch.tensor(exercises.ACCURACY_LABELS)
 
 
 def lenet(fc1_inputs: int, padding: int = 0) -> nn.Sequential:
@@ -36,19 +38,18 @@ def autograd_slope() -> float:
 
 # name: (check, reference solution, typical wrong answer, words the explanation of the wrong answer must contain)
 CASES = {
-    "flatten": (exercises.check_flatten, lambda: exercises.flatten_batch().flatten(start_dim=1),
-                lambda: exercises.flatten_batch().view(-1), "batch dimension"),
+    "flatten": (exercises.check_flatten, lambda: exercises.flatten_batch().flatten(start_dim=2),
+                lambda: exercises.flatten_batch().flatten(start_dim=1), "colour channels"),
     "accuracy": (exercises.check_accuracy,
-                 lambda: (torch.tensor([[3], [1], [4], [1], [5]]).squeeze(1) == torch.tensor([3, 1, 4, 1, 9]))
-                 .float().mean().item(),
-                 lambda: (torch.tensor([[3], [1], [4], [1], [5]]) == torch.tensor([3, 1, 4, 1, 9])).float().mean(),
-                 "broadcasts"),
+                 lambda: (SCORES.argmax(dim=1) == LABELS.squeeze(1)).float().mean().item(),
+                 lambda: (SCORES.argmax(dim=1) == LABELS).float().mean(), "broadcasts"),
     "gradient": (exercises.check_gradient, autograd_slope, lambda: 2 * autograd_slope(), "ran twice"),
-    "batches": (exercises.check_batches_per_epoch, lambda: len(range(0, 50_000, 128)), lambda: 50_000 // 128,
+    "batches": (exercises.check_batches_per_epoch, lambda: len(range(0, 45_000, 256)), lambda: 45_000 // 256,
                 "drop_last"),
     "dropout": (exercises.check_dropout_values, dropout_values, lambda: {0.0, 1.0}, "1 / (1 - p)"),
     "cross_entropy": (exercises.check_cross_entropy,
-                      lambda: lambda logits, labels: F.nll_loss(F.log_softmax(logits, dim=1), labels),
+                      lambda: lambda logits, labels: (torch.logsumexp(logits, dim=1)
+                                                      - logits.gather(1, labels.unsqueeze(1)).squeeze(1)).mean(),
                       lambda: lambda logits, labels: F.nll_loss(F.softmax(logits, dim=1), labels), "-p(true class)"),
     "output_size": (exercises.check_output_size, lambda: (28 + 2 * 1 - 5) // 2 + 1, lambda: (28 + 2 * 1 - 5) // 2,
                     "add 1"),
@@ -58,13 +59,14 @@ CASES = {
     "precision": (lambda p: exercises.check_precision(CM, p), lambda: CM.diag() / CM.sum(dim=0),
                   lambda: CM.diag() / CM.sum(dim=1), "recall"),
     "run_count": (exercises.check_run_count, lambda: 3 * 2 * 2, lambda: 3 + 2 + 2, "multiplied"),
-    "moves": (exercises.check_moves, lambda: {"b", "c"}, lambda: {"a", "b", "c"}, "moves nothing"),
+    "moves": (exercises.check_moves, lambda: {"a", "c"}, lambda: {"a", "c", "d"}, "factory functions"),
     "optimizer_order": (exercises.check_optimizer_order, lambda: "b", lambda: "a", "in place"),
     "lenet_sequential": (exercises.check_lenet_sequential, lambda: lenet(400), lambda: lenet(576), "400 features"),
     "sequential_params": (exercises.check_sequential_params,
-                          lambda: sum(p.numel() for p in nn.Sequential(nn.Linear(784, 256), nn.ReLU(),
-                                                                       nn.Linear(256, 10)).parameters()),
-                          lambda: 784 * 256 + 256 * 10, "bias"),
+                          lambda: sum(p.numel() for p in nn.Sequential(
+                              nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)
+                          ).parameters()),
+                          lambda: 784 * 128 + 128 * 64 + 64 * 10, "bias"),
     "classifier_params": (exercises.check_classifier_params, lambda: 14 * 6 * 6 * 10 + 10, lambda: 14 * 6 * 6 * 10,
                           "biases"),
     "pool_later": (exercises.check_pool_later, lambda: 20, lambda: 22, "jump 1"),
@@ -103,7 +105,7 @@ def test_other_mistakes_get_their_own_explanation(capsys):
     assert "underflows" in verdict_of(exercises.check_cross_entropy, log_of_softmax, capsys)
     assert "3 linear layers" in verdict_of(exercises.check_lenet_sequential, lenet(576)[:-1], capsys)
     assert verdict_of(exercises.check_lenet_sequential, lenet(576, padding=2), capsys).startswith("Correct.")
-    transposed = exercises.flatten_batch().transpose(2, 3).reshape(8, 784)
+    transposed = exercises.flatten_batch().transpose(2, 3).reshape(8, 3, 1024)
     assert "another order" in verdict_of(exercises.check_flatten, transposed, capsys)
     assert "Expected a number" in verdict_of(exercises.check_gradient, "14", capsys)
     unfinished = lambda logits, labels: ...  # noqa: E731
@@ -122,3 +124,40 @@ def test_every_check_is_used_by_a_notebook_and_every_notebook_has_two_checked_ex
         used |= calls
     checks = {name for name in dir(exercises) if name.startswith("check_") and name != "check_number"}
     assert checks == used
+
+
+def test_lenet_check_wants_relus_pools_3x3_kernels_and_a_flatten(capsys):
+    no_relu_no_pool_5x5 = nn.Sequential(nn.Conv2d(1, 6, 5), nn.Conv2d(6, 16, 5), nn.Flatten(),
+                                        nn.Linear(16 * 20 * 20, 120), nn.Linear(120, 84), nn.Linear(84, 10))
+    assert sum(p.numel() for p in no_relu_no_pool_5x5.parameters()) == 781_706
+    assert "3x3" in verdict_of(exercises.check_lenet_sequential, no_relu_no_pool_5x5, capsys)
+    no_relu = nn.Sequential(*[m for m in lenet(400) if not isinstance(m, nn.ReLU)])
+    assert "4; found 0" in verdict_of(exercises.check_lenet_sequential, no_relu, capsys)
+    no_pool = nn.Sequential(*[m for m in lenet(400) if not isinstance(m, nn.MaxPool2d)])
+    assert "max-pool" in verdict_of(exercises.check_lenet_sequential, no_pool, capsys)
+    no_flatten = nn.Sequential(*[m for m in lenet(400) if not isinstance(m, nn.Flatten)])
+    assert "nn.Flatten()" in verdict_of(exercises.check_lenet_sequential, no_flatten, capsys)
+
+
+def test_numpy_numbers_are_numbers(capsys):
+    assert verdict_of(exercises.check_batches_per_epoch, np.int64(176), capsys).startswith("Correct.")
+    assert verdict_of(exercises.check_gradient, np.float32(14.0), capsys).startswith("Correct.")
+    assert verdict_of(exercises.check_gradient, np.array(14.0), capsys).startswith("Correct.")
+
+
+def test_most_confused_accepts_every_tied_pair(capsys):
+    tied = torch.tensor([[50, 7, 0], [7, 40, 2], [0, 3, 45]])
+    for pair in [(0, 1), (1, 0)]:
+        assert verdict_of(lambda p: exercises.check_most_confused(tied, p), pair, capsys).startswith("Correct.")
+    assert "reversed" not in verdict_of(lambda p: exercises.check_most_confused(tied, p), (2, 1), capsys)
+
+
+def test_precision_of_a_class_never_predicted_may_be_nan_or_zero(capsys):
+    cm = torch.tensor([[50, 0, 1], [9, 0, 2], [0, 0, 45]])  # class 1 is never predicted
+    with np.errstate(invalid="ignore"):
+        nan_answer = torch.tensor(cm.numpy().diagonal() / cm.numpy().sum(axis=0))
+    assert torch.isnan(nan_answer[1])
+    check = lambda p: exercises.check_precision(cm, p)  # noqa: E731
+    assert verdict_of(check, nan_answer, capsys).startswith("Correct.")
+    assert verdict_of(check, torch.nan_to_num(nan_answer), capsys).startswith("Correct.")
+    assert verdict_of(check, torch.tensor([0.85, 0.0, 0.9]), capsys).startswith("Not yet.")

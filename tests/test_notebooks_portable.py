@@ -202,6 +202,24 @@ def test_progress_bars_are_reduced_to_their_final_frame():
     assert run_notebooks.final_frames(frames) == "epoch 1/2: 100%|##| 3/3\nepoch 1: loss 0.5\n"
 
 
+@pytest.mark.parametrize("verbose", [True, False])
+def test_fit_shows_one_line_per_epoch_or_nothing(data_root, capsys, verbose):
+    import torch
+    import torch.nn.functional as F
+
+    import model
+    import utils
+
+    loaders = utils.get_loaders("mnist", 100, torch.device("cpu"), limit=300, val_size=100, loader="fast")
+    net = model.MLP()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
+    utils.fit(net, loaders.train, loaders.val, F.nll_loss, optimizer, 2, torch.device("cpu"), verbose=verbose)
+    captured = capsys.readouterr()
+    shown = run_notebooks.final_frames(captured.out + captured.err)  # what a notebook stores, bars included
+    lines = [line for line in shown.splitlines() if line.strip()]
+    assert [line.split(":")[0] for line in lines] == (["epoch  1", "epoch  2"] if verbose else [])
+
+
 # --------------------------------------------------------------------------- the repository URL
 
 

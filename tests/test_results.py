@@ -73,7 +73,7 @@ def test_unknown_configuration_is_named(capsys):
 
 def test_readme_table_is_the_scripts_output_from_results_json():
     stored = results.load_results(ROOT / "benchmarks" / "results.json")
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
     assert f"{results.TABLE_START}\n{results.markdown_table(stored)}\n{results.TABLE_END}" in readme
     for name in ("compact", "quick", "fashion_best", "s5", "fashion", "mlp", "lenet"):
         assert name in stored["rows"] and stored["rows"][name]["smoke"] is False
