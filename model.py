@@ -68,8 +68,8 @@ class MLP(nn.Module):
 
     Images are flattened inside, so it takes the same (N, 1, 28, 28) batches as the convnets.
     Dropout (p=0.2 by default) is active only in `train()` mode: in `eval()` mode it is the
-    identity, so predictions are deterministic and use every unit (PyTorch scales the kept
-    units by 1/(1-p) during training, so no rescaling is needed at test time).
+    identity, so predictions are deterministic and use every unit (notebook 02's exercise 2 asks
+    what it outputs in training).
     Returns log-probabilities (`log_softmax(dim=1)`): train it with `F.nll_loss`. Ending in
     `softmax` instead is a common mistake (notebook 02's errata).
     """
@@ -240,11 +240,13 @@ class CompactNet(nn.Module):
     as the classifier. The pool comes once the first layers have seen strokes (RF 5-6 px); every
     later layer works on a 4x smaller map. Parameters sit in 3x3 kernels (9 * c_in * c_out each);
     there is no large fully connected layer. `batchnorm` and `dropout` exist for notebook 07's
-    ablation study.
+    ablation study, `channels` (the six widths) for its stretch exercise.
     """
 
-    def __init__(self, dropout: float = 0.05, batchnorm: bool = True) -> None:
+    def __init__(self, dropout: float = 0.05, batchnorm: bool = True,
+                 channels: tuple[int, ...] = (8, 10, 10, 12, 12, 14)) -> None:
         super().__init__()
+        c1, c2, c3, c4, c5, c6 = channels
 
         def block(c_in: int, c_out: int, padding: int = 0) -> nn.Sequential:
             """3x3 conv -> BatchNorm -> ReLU -> Dropout (without BatchNorm the conv keeps its bias)."""
@@ -254,11 +256,11 @@ class CompactNet(nn.Module):
             return nn.Sequential(*layers)
 
         self.features = nn.Sequential(
-            block(1, 8), block(8, 10), nn.MaxPool2d(2),
-            block(10, 10, padding=1), block(10, 12), block(12, 12), block(12, 14),
+            block(1, c1), block(c1, c2), nn.MaxPool2d(2),
+            block(c2, c3, padding=1), block(c3, c4), block(c4, c5), block(c5, c6),
             nn.AdaptiveAvgPool2d(1),
         )
-        self.classifier = nn.Conv2d(14, 10, kernel_size=1)
+        self.classifier = nn.Conv2d(c6, 10, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x)
@@ -337,7 +339,7 @@ RECIPES: dict[str, dict] = {
 
 # Registry entries that build a class with other settings. "quick", train.py's default, is CompactNet
 # without dropout: its random masks took 40% of a CPU training step (benchmarks/profile_epoch.py) and bought
-# nothing measurable on a validation split (README, "Speed").
+# nothing measurable on a validation split (benchmarks/README.md, "Speed").
 OPTIONS: dict[str, dict] = {"quick": {"dropout": 0.0}}
 
 

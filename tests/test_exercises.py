@@ -30,6 +30,26 @@ def dropout_values() -> set[float]:
     return set(nn.Dropout(0.5)(torch.ones(1000)).unique().tolist())
 
 
+def formula_cross_entropy(logits, labels):
+    """The reference answer of 02.3: logsumexp minus the true class's logit."""
+    return (torch.logsumexp(logits, dim=1) - logits.gather(1, labels.unsqueeze(1)).squeeze(1)).mean()
+
+
+def minus_probability(logits, labels):
+    """The errata's mistake, written out: -p(true class)."""
+    return -F.softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).mean()
+
+
+def overflowing_cross_entropy(logits, labels):
+    """The formula with exp and log: overflows for large logits."""
+    return (torch.log(torch.exp(logits).sum(dim=1)) - logits.gather(1, labels.unsqueeze(1)).squeeze(1)).mean()
+
+
+def library_cross_entropy(logits, labels):
+    """Right numbers, but not the exercise: the library does the work."""
+    return F.nll_loss(F.log_softmax(logits, dim=1), labels)
+
+
 def autograd_slope() -> float:
     x = torch.tensor(2.0, requires_grad=True)
     (3 * x ** 2 + 2 * x).backward()
@@ -47,10 +67,8 @@ CASES = {
     "batches": (exercises.check_batches_per_epoch, lambda: len(range(0, 45_000, 256)), lambda: 45_000 // 256,
                 "drop_last"),
     "dropout": (exercises.check_dropout_values, dropout_values, lambda: {0.0, 1.0}, "1 / (1 - p)"),
-    "cross_entropy": (exercises.check_cross_entropy,
-                      lambda: lambda logits, labels: (torch.logsumexp(logits, dim=1)
-                                                      - logits.gather(1, labels.unsqueeze(1)).squeeze(1)).mean(),
-                      lambda: lambda logits, labels: F.nll_loss(F.softmax(logits, dim=1), labels), "-p(true class)"),
+    "cross_entropy": (exercises.check_cross_entropy, lambda: formula_cross_entropy, lambda: minus_probability,
+                      "-p(true class)"),
     "output_size": (exercises.check_output_size, lambda: (28 + 2 * 1 - 5) // 2 + 1, lambda: (28 + 2 * 1 - 5) // 2,
                     "add 1"),
     "receptive_field": (exercises.check_receptive_field, lambda: 1 + 4 + 1 + 4 * 2, lambda: 1 + 4 + 4, "jump 2"),
@@ -101,8 +119,8 @@ def verdict_of(check, answer, capsys) -> str:
 
 
 def test_other_mistakes_get_their_own_explanation(capsys):
-    log_of_softmax = lambda logits, labels: F.nll_loss(torch.log(F.softmax(logits, 1)), labels)  # noqa: E731
-    assert "underflows" in verdict_of(exercises.check_cross_entropy, log_of_softmax, capsys)
+    assert "overflows" in verdict_of(exercises.check_cross_entropy, overflowing_cross_entropy, capsys)
+    assert "without log_softmax, nll_loss" in verdict_of(exercises.check_cross_entropy, library_cross_entropy, capsys)
     assert "3 linear layers" in verdict_of(exercises.check_lenet_sequential, lenet(576)[:-1], capsys)
     assert verdict_of(exercises.check_lenet_sequential, lenet(576, padding=2), capsys).startswith("Correct.")
     transposed = exercises.flatten_batch().transpose(2, 3).reshape(8, 3, 1024)
@@ -161,3 +179,23 @@ def test_precision_of_a_class_never_predicted_may_be_nan_or_zero(capsys):
     assert verdict_of(check, nan_answer, capsys).startswith("Correct.")
     assert verdict_of(check, torch.nan_to_num(nan_answer), capsys).startswith("Correct.")
     assert verdict_of(check, torch.tensor([0.85, 0.0, 0.9]), capsys).startswith("Not yet.")
+
+
+def test_lenet_check_wants_lenets_widths_pools_and_strides(capsys):
+    narrow = nn.Sequential(*list(lenet(400))[:7], nn.Linear(400, 7), nn.ReLU(), nn.Linear(7, 3), nn.ReLU(),
+                           nn.Linear(3, 10))
+    assert "120, 84 and 10" in verdict_of(exercises.check_lenet_sequential, narrow, capsys)
+    strided = lenet(400)
+    strided[0] = nn.Conv2d(1, 6, 3, stride=2)
+    assert "stride 2" in verdict_of(exercises.check_lenet_sequential, strided, capsys)
+    wide_pool = lenet(400)
+    wide_pool[2] = nn.MaxPool2d(3)
+    assert "2x2 max-pool" in verdict_of(exercises.check_lenet_sequential, wide_pool, capsys)
+
+
+def test_answers_in_other_reasonable_forms(capsys):
+    assert "a fraction" in verdict_of(exercises.check_accuracy, 60, capsys)
+    assert verdict_of(exercises.check_moves, "a, c", capsys).startswith("Correct.")
+    assert "from a to d" in verdict_of(exercises.check_moves, {"a", "c", "e"}, capsys)
+    rounded = (CM.diag() / CM.sum(dim=0)).mul(100).round().div(100)  # two decimals
+    assert verdict_of(lambda p: exercises.check_precision(CM, p), rounded, capsys).startswith("Correct.")

@@ -83,6 +83,8 @@ def test_small_models_stay_in_their_budgets_and_ablation_options_work():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in no_bn.modules())
     assert all(m.bias is not None for m in no_bn.modules() if isinstance(m, torch.nn.Conv2d))
     assert not any(isinstance(m, torch.nn.Dropout) for m in model.CompactNet(dropout=0.0).modules())
+    smaller = model.CompactNet(channels=(8, 8, 10, 10, 12, 12))  # notebook 07's stretch exercise
+    assert model.count_parameters(smaller) == 4_894 and smaller(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_unknown_model_name_lists_the_choices():

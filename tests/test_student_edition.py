@@ -35,6 +35,7 @@ def test_every_notebook_comes_without_outputs_and_solutions(edition):
         assert all(c["outputs"] == [] and c["execution_count"] is None for c in code), original.name
         text = "".join("".join(c["source"]) for c in student)
         assert "<summary>Solution" not in text and "NBVAL_CHECK_OUTPUT" not in text, original.name
+        assert "stored outputs come from" not in text and "open the solution" not in text, original.name
         calls = re.findall(r"exercises\.check_\w+\(", "".join("".join(c["source"]) for c in cells(original)))
         assert sorted(re.findall(r"exercises\.check_\w+\(", text)) == sorted(calls), original.name  # checks kept
 

@@ -6,10 +6,12 @@
 Every notebook is copied with its outputs and execution counts removed and every worked solution
 (the "<details><summary>Solution" blocks) taken out; the exercise cells and their
 `exercises.check_...` calls stay, so a student's answers are still checked. `# NBVAL_CHECK_OUTPUT`
-markers go too (there is no stored output left to compare). utils.py, model.py, exercises.py,
-requirements.txt, images/ and the measured results that notebook 07 reads (benchmarks/*.json) are
+markers go too (there is no stored output left to compare), and so do the sentences that promise
+stored outputs or a solution to open. utils.py, model.py, exercises.py, train.py, requirements.txt,
+README.md, images/ and benchmarks/ (the measured results notebook 07 reads, and their README) are
 copied beside the notebooks, so the edition runs on its own, offline as the course does, and passes
-`pytest --nbval-lax` in smoke mode.
+`pytest --nbval-lax` in smoke mode. exercises.py holds the expected answers in plain text: the
+checks need them.
 """
 
 import argparse
@@ -21,9 +23,13 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ("utils.py", "model.py", "exercises.py", "requirements.txt")
+MODULES = ("utils.py", "model.py", "exercises.py", "train.py", "requirements.txt", "README.md")
 SOLUTION = re.compile(r"<details><summary>Solution</summary>.*?</details>\s*", re.DOTALL)
 CHECK_MARKER = re.compile(r"^# NBVAL_CHECK_OUTPUT\n", re.MULTILINE)
+# Sentences of the course that are not true of the edition, and what the edition says instead.
+STORED_OUTPUTS = re.compile(r"The stored outputs come from[^.]*\.\)?")
+NO_OUTPUTS = "This edition comes without outputs: run the cells from the top to see them."
+OPEN_THE_SOLUTION = ("Try first, then open the solution.", "Try first; your instructor has the worked solutions.")
 
 
 def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -32,6 +38,7 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = SOLUTION.sub("", cell.source).rstrip()
+            cell.source = STORED_OUTPUTS.sub(NO_OUTPUTS, cell.source).replace(*OPEN_THE_SOLUTION)
             if not cell.source:
                 continue  # a cell that held only a solution
         elif cell.cell_type == "code":
@@ -53,7 +60,7 @@ def build(out: Path) -> list[Path]:
         shutil.copy2(ROOT / name, out / name)
     shutil.copytree(ROOT / "images", out / "images")
     (out / "benchmarks").mkdir()
-    for results in sorted((ROOT / "benchmarks").glob("*.json")):
+    for results in [*sorted((ROOT / "benchmarks").glob("*.json")), ROOT / "benchmarks" / "README.md"]:
         shutil.copy2(results, out / "benchmarks" / results.name)
     written = []
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
