@@ -39,7 +39,7 @@ def check_number(answer, expected: float, why: str, mistakes: dict | None = None
     if unanswered(answer):
         return
     if isinstance(answer, (torch.Tensor, np.ndarray)):
-        if answer.size != 1 if isinstance(answer, np.ndarray) else answer.numel() != 1:
+        if math.prod(answer.shape) != 1:
             return verdict(False, f"Expected one number, got an array of shape {tuple(answer.shape)}.")
         answer = answer.item()
     if isinstance(answer, np.generic):  # a NumPy scalar (np.int64, np.float32, ...) is a number too

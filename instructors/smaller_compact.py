@@ -3,10 +3,10 @@
     python instructors/smaller_compact.py              # seeds 1-3, about 2-4 minutes each on a 2-core CPU
     python instructors/smaller_compact.py --seeds 1
 
-Trains the candidate of instructors/README.md with CompactNet's recipe exactly as
-`python train.py --model compact --val-size 10000 --seed N` trains CompactNet (50,000 images, 10,000
-held out, 15 epochs, SGD with OneCycleLR to 0.1, batch 128, augmentation) and prints each seed's
-validation accuracy after the last epoch, next to CompactNet's from benchmarks/results.json.
+Trains the candidate of instructors/README.md as `python train.py --model compact --val-size 10000
+--seed N` trains CompactNet (train.py's own recipe, optimiser and schedule: 50,000 images, 10,000 held
+out, 15 epochs, SGD with OneCycleLR to 0.1, batch 128, augmentation) and prints each seed's validation
+accuracy after the last epoch, next to CompactNet's from benchmarks/results.json.
 """
 
 import argparse
@@ -15,29 +15,28 @@ import statistics
 import sys
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import model  # noqa: E402
+import train  # noqa: E402
 import utils  # noqa: E402
 
 CHANNELS = (8, 8, 10, 10, 12, 12)  # CompactNet's six widths are (8, 10, 10, 12, 12, 14)
 
 
-def validation_accuracy(seed: int, device: torch.device) -> float:
+def validation_accuracy(seed: int) -> float:
     """One run of CompactNet's recipe with the candidate; its validation accuracy after the last epoch."""
-    recipe = model.RECIPES["compact"]
-    utils.set_seed(seed)
-    loaders = utils.get_loaders("mnist", recipe["batch_size"], device, val_size=10_000, seed=seed, loader="fast")
-    net = model.CompactNet(channels=CHANNELS).to(device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=recipe["lr"], momentum=recipe["momentum"])
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["lr"], epochs=recipe["epochs"],
-                                                    steps_per_epoch=len(loaders.train))
-    history = utils.fit(net, loaders.train, loaders.val, F.cross_entropy, optimizer, recipe["epochs"], device,
-                        scheduler, seed=seed, verbose=False)
+    args = train.parse_args(["--model", "compact", "--val-size", "10000", "--seed", str(seed)])  # the recipe
+    device = utils.get_device(args.device)
+    utils.set_seed(args.seed)
+    loaders = utils.get_loaders(args.dataset, args.batch_size, device, val_size=args.val_size,
+                                augment=train.augment_setting(args), seed=args.seed, loader=args.loader)
+    net = model.CompactNet(channels=CHANNELS).to(device)  # the only change from train.run
+    optimizer = train.make_optimizer(args, net)
+    scheduler = train.make_scheduler(args, optimizer, len(loaders.train))
+    history = utils.fit(net, loaders.train, loaders.val, train.LOSSES[args.loss], optimizer, args.epochs, device,
+                        scheduler, seed=args.seed, verbose=False)
     return history[-1]["val_accuracy"]
 
 
@@ -53,7 +52,7 @@ def main() -> int:
           f"parameters, on {device}")
     mine = {}
     for seed in args.seeds:
-        mine[seed] = validation_accuracy(seed, device)
+        mine[seed] = validation_accuracy(seed)
         reference = f"{100 * compact[seed]:.2f}%" if seed in compact else "not stored"
         print(f"seed {seed}: validation {100 * mine[seed]:.2f}% (CompactNet: {reference})", flush=True)
     print(f"median: {100 * statistics.median(mine.values()):.2f}%")
