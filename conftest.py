@@ -17,13 +17,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 def fetch_data() -> None:
     """Download whatever is missing of both data sets; stop the session with one message if that fails."""
+    import engine
     import utils
 
     problems = []
     for name in utils.DATASETS:
         try:
-            utils.ensure_downloaded(name)
-        except (utils.DataNotFoundError, utils.CorruptDataError) as err:
+            engine.ensure_downloaded(name)
+        except (engine.DataNotFoundError, engine.CorruptDataError) as err:
             problems.append(str(err))
     if problems:
         raise pytest.UsageError("the tests need MNIST and Fashion-MNIST on disk.\n\n" + "\n\n".join(problems))

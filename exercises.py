@@ -256,7 +256,7 @@ def check_precision(cm, precision) -> None:
 
 
 def check_run_count(runs) -> None:
-    """04.2: how many runs RunBuilder makes for lr [0.01, 0.001, 0.003], batch_size [100, 1000], num_workers [0, 2]."""
+    """04.2: how many runs get_runs makes for lr [0.01, 0.001, 0.003], batch_size [100, 1000], num_workers [0, 2]."""
     return check_number(
         runs, 12, "every combination: 3 * 2 * 2 = 12 (itertools.product).",
         {7: "the counts are multiplied, not added: each learning rate is tried with every batch size and "

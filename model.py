@@ -1,4 +1,4 @@
-"""Every network the course uses, and a name -> class registry (`MODELS`) with training recipes (`RECIPES`).
+"""Every network the course uses, a name -> network registry (`MODELS`) and training recipes (`RECIPES`).
 
 Each model is a plain `nn.Module`: layers in `__init__`, data flow in `forward`. Copy a class into
 your own code with the torch imports below (and `check_input`, which each `forward` calls first)
@@ -10,7 +10,9 @@ or log-probabilities (`log_softmax`), to train with `F.nll_loss`. The training c
 (`RECIPES[name]["loss"]` for train.py); nothing here changes it behind your back.
 """
 
+import functools
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -301,14 +303,17 @@ class FashionBestNet(nn.Module):
 
 # --------------------------------------------------------------------------- registry
 
-MODELS: dict[str, type[nn.Module]] = {
+# Registry name -> what builds the network: a class, or a class with other settings (functools.partial).
+MODELS: dict[str, Callable[[], nn.Module]] = {
     "mlp": MLP,
     "lenet": LeNet,
     "deep": DeepNet,
     "s5": S5Net,
     "fashion": FashionNet,
     "compact": CompactNet,
-    "quick": CompactNet,  # with OPTIONS["quick"]
+    # train.py's default: CompactNet without dropout, whose random masks cost much of a CPU training step and
+    # bought nothing measurable on a validation split (benchmarks/README.md, "Speed").
+    "quick": functools.partial(CompactNet, dropout=0.0),
     "fashion_best": FashionBestNet,
 }
 
@@ -337,17 +342,11 @@ RECIPES: dict[str, dict] = {
 }
 
 
-# Registry entries that build a class with other settings. "quick", train.py's default, is CompactNet
-# without dropout: its random masks took 40% of a CPU training step (benchmarks/profile_epoch.py) and bought
-# nothing measurable on a validation split (benchmarks/README.md, "Speed").
-OPTIONS: dict[str, dict] = {"quick": {"dropout": 0.0}}
-
-
 def build(name: str) -> nn.Module:
     """Return a fresh model for a registry name, or raise a ValueError listing the names."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(sorted(MODELS))}")
-    return MODELS[name](**OPTIONS.get(name, {}))
+    return MODELS[name]()
 
 
 def count_parameters(model: nn.Module) -> int:

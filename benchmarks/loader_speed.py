@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import engine  # noqa: E402
 import model as models  # noqa: E402
 import utils  # noqa: E402
 
@@ -43,10 +44,10 @@ def make_loader(method: str, args, device: torch.device):
     """The training batches for one method (no augmentation: we time the pipeline, not the policy)."""
     if method.startswith("dataloader"):
         workers = int(method[-1])
-        return utils.get_loaders(args.dataset, args.batch_size, device, limit=args.limit, augment=False,
-                                 num_workers=workers).train
-    loaders = utils.get_loaders(args.dataset, args.batch_size, device, limit=args.limit, augment=False,
-                                loader="fast")
+        return engine.get_loaders(args.dataset, args.batch_size, device, limit=args.limit, augment=False,
+                                  num_workers=workers).train
+    loaders = engine.get_loaders(args.dataset, args.batch_size, device, limit=args.limit, augment=False,
+                                 loader="fast")
     if method == "fast":
         return loaders.train
     return [(x.clone(), y.clone()) for x, y in loaders.train]  # compute: batches ready on the device
@@ -90,7 +91,7 @@ def main() -> None:
     print(f"  speedup (DataLoader w0 / fast) {result['speedup']:.2f}x, overhead (fast / compute - 1) "
           f"{100 * result['overhead']:.1f}%")
     if args.json:
-        utils.write_json(args.json, result)
+        engine.write_json(args.json, result)
 
 
 if __name__ == "__main__":

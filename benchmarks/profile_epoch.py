@@ -1,7 +1,7 @@
 """Where does a training epoch's time go? torch.profiler over the first batches of train.py's recipe.
 
     python benchmarks/profile_epoch.py                       # the default model and recipe
-    python benchmarks/profile_epoch.py --model compact --batches 150 --dropout 0
+    python benchmarks/profile_epoch.py --model quick --batches 150    # compact without dropout
 
 Each training step is split into four labelled phases (record_function): "batch" (the loader:
 gather, normalise, augment), "forward", "backward" and "step" (optimizer). The script prints
@@ -17,6 +17,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import engine  # noqa: E402
 import model as models  # noqa: E402
 import train  # noqa: E402
 import utils  # noqa: E402
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     run_args = train.parse_args(options)
     device = torch.device("cpu")
     utils.set_seed(1)
-    loader = utils.get_loaders(run_args.dataset, run_args.batch_size, device, augment=train.augment_setting(run_args),
-                               loader="fast", seed=1).train
+    loader = engine.get_loaders(run_args.dataset, run_args.batch_size, device, augment=train.augment_setting(run_args),
+                                loader="fast", seed=1).train
     net = models.build(args.model).train()
     optimizer = train.make_optimizer(run_args, net)
     loss_fn = train.LOSSES[run_args.loss]

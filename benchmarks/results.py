@@ -25,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import engine  # noqa: E402
 import model as models  # noqa: E402
 import train  # noqa: E402
 import utils  # noqa: E402
@@ -73,7 +75,8 @@ def first_fashion() -> nn.Module:
 
 # Variants of a configuration, seed 1, judged by validation accuracy against the configuration's own
 # seed-1 run: the ablation (one ingredient of compact's recipe removed or swapped) and notebook 07's
-# design history (the networks tried before compact and fashion_best). "model" builds the network.
+# design history (the networks tried before compact and fashion_best). "model" builds the network, which
+# train.run trains in place of the configuration's own.
 ABLATIONS: dict[str, dict] = {
     "no_augmentation": {"base": "compact", "args": ["--augment", "none"], "change": "no rotation/zoom augmentation"},
     "no_batchnorm": {"base": "compact", "model": functools.partial(models.CompactNet, batchnorm=False),
@@ -122,16 +125,16 @@ def spread(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def run_seeds(name: str, options: list[str], seeds: list[int]) -> dict:
-    """Train with train.py's options once per seed; return the summary row (median, min, max)."""
+def run_seeds(name: str, options: list[str], seeds: list[int], build: Callable[[], nn.Module] | None = None) -> dict:
+    """Train with train.py's options once per seed (`build()`'s network, if given); return the summary row."""
     runs = []
     for seed in seeds:
         argv = options + ["--seed", str(seed)]
         print(f"== {name}, seed {seed}: python train.py {' '.join(argv)}", flush=True)
         try:
             with contextlib.redirect_stderr(io.StringIO()):  # per-batch progress bars: not wanted in a log
-                result = train.run(train.parse_args(argv))
-        except utils.NonFiniteLossError as err:  # a result too (e.g. an ablation at the recipe's learning rate)
+                result = train.run(train.parse_args(argv), build)
+        except engine.NonFiniteLossError as err:  # a result too (e.g. an ablation at the recipe's learning rate)
             print(f"   diverged: {err}", flush=True)
             runs.append({"seed": seed, "val_accuracy": None, "test_accuracy": None, "diverged": str(err)})
             continue
@@ -148,8 +151,8 @@ def run_seeds(name: str, options: list[str], seeds: list[int]) -> dict:
     val = spread([r["val_accuracy"] for r in finished if r["val_accuracy"] is not None])
     test = spread([r["test_accuracy"] for r in finished])
     return {
-        "name": name, "model": args.model, "dataset": args.dataset,
-        "params": models.count_parameters(models.build(args.model)), "epochs": args.epochs,
+        "name": name, "model": name if build else args.model, "dataset": args.dataset,
+        "params": models.count_parameters(build() if build else models.build(args.model)), "epochs": args.epochs,
         "batch_size": args.batch_size, "device": str(utils.get_device(args.device)),
         "command": "python train.py " + " ".join(options) + " --seed N", "seeds": seeds,
         "train_images": (args.limit or utils.TRAIN_SIZE) - args.val_size,
@@ -157,26 +160,17 @@ def run_seeds(name: str, options: list[str], seeds: list[int]) -> dict:
         **{f"{k}_val_accuracy": v for k, v in val.items()}, **{f"{k}_test_accuracy": v for k, v in test.items()},
         "diverged": len(runs) - len(finished),
         "seconds_per_epoch": statistics.median(r["seconds_per_epoch"] for r in finished) if finished else None,
-        "wall_seconds": sum(r["wall_seconds"] for r in finished), "smoke": utils.smoke_mode(), "runs": runs,
+        "wall_seconds": sum(r["wall_seconds"] for r in finished), "smoke": engine.smoke_mode(), "runs": runs,
     }
 
 
-def config_options(name: str, epochs: int | None, device: str) -> list[str]:
-    """train.py options for a configuration (or a variant of one, registered as a model under its own name)."""
-    if name in CONFIGS:
-        options = list(CONFIGS[name]["args"])
-    else:
-        variant = ABLATIONS[name]
-        base = CONFIGS[variant["base"]]["args"]
-        if "model" in variant:  # the variant's network exists only inside this script
-            models.MODELS[name] = variant["model"]
-            models.RECIPES[name] = models.RECIPES[variant["base"]]
-            options = [name if o == variant["base"] else o for o in base]
-        else:
-            options = list(base)
-        options += variant.get("args", [])
-    options += ["--val-size", str(500 if utils.smoke_mode() else VAL_SIZE), "--device", device]
-    return options + ["--epochs", str(epochs)] if epochs is not None else options  # argparse: last one wins
+def config_options(name: str, epochs: int | None, device: str) -> tuple[list[str], Callable[[], nn.Module] | None]:
+    """train.py options for a configuration or a variant of one, and what builds the variant's own network (or None)."""
+    variant = ABLATIONS.get(name, {}) if name not in CONFIGS else {}
+    options = CONFIGS[variant.get("base", name)]["args"] + variant.get("args", [])
+    options += ["--val-size", str(500 if engine.smoke_mode() else VAL_SIZE), "--device", device]
+    options += ["--epochs", str(epochs)] if epochs is not None else []  # argparse: the last one wins
+    return options, variant.get("model")
 
 
 def load_results(path: Path) -> dict:
@@ -246,7 +240,7 @@ def replace_table(readme: Path, table: str, markers: tuple[str, str] = (TABLE_ST
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
     new = f"{head}{start}\n{table}\n{end}{tail}"
-    utils.atomic_write(readme, lambda f: f.write(new), mode="w")
+    engine.atomic_write(readme, lambda f: f.write(new), mode="w")
 
 
 def seed_one(row: dict) -> dict | None:
@@ -288,13 +282,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.only or (ABLATIONS if args.ablation else CONFIGS):
             tic = time.perf_counter()
             seeds = args.seeds or ([1] if args.ablation else CONFIGS[name]["seeds"])
-            row = run_seeds(name, config_options(name, args.epochs, args.device), seeds)
+            options, build = config_options(name, args.epochs, args.device)
+            row = run_seeds(name, options, seeds, build)
             row["hardware"] = device_label(device)
             if args.ablation:  # the variant model exists only inside this script
                 row["command"] = f"python benchmarks/results.py --ablation --only {name}"
             results["rows"][name] = row
             results.update(torch=torch.__version__, python=platform.python_version())
-            utils.write_json(path, results)  # after every configuration: a crash keeps what is done
+            engine.write_json(path, results)  # after every configuration: a crash keeps what is done
             print(f"== {name}: median validation {percent(row['median_val_accuracy'])}, test "
                   f"{percent(row['median_test_accuracy'])} in {time.perf_counter() - tic:.0f} s\n")
     if args.ablation:

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from results import device_label, replace_table  # noqa: E402  (benchmarks/results.py)
 
+import engine  # noqa: E402
 import model as models  # noqa: E402
 import utils  # noqa: E402
 
@@ -86,17 +87,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def train_reference(device: torch.device, path: str, seed: int = 1) -> None:
     """The reference recipe's epochs, test accuracy after each; its history is written to `path`."""
     utils.set_seed(seed)
-    loaders = utils.get_loaders("mnist", 64, device, limit=utils.data_limit(), test_limit=utils.data_limit(smoke=2000),
-                                augment=False, loader="torchvision", seed=seed)
+    loaders = engine.get_loaders("mnist", 64, device, limit=engine.data_limit(),
+                                 test_limit=engine.data_limit(smoke=2000), augment=False, loader="torchvision",
+                                 seed=seed)
     net = ReferenceNet().to(device)
     optimizer = torch.optim.Adadelta(net.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
-    epochs = utils.epochs(REFERENCE_EPOCHS, smoke=2)
+    epochs = engine.epochs(REFERENCE_EPOCHS, smoke=2)
     print(f"reference: PyTorch's MNIST example recipe, {models.count_parameters(net):,} parameters, "
           f"{epochs} epochs on {device}", flush=True)
-    history = utils.fit(net, loaders.train, None, F.nll_loss, optimizer, epochs, device, scheduler, seed=seed,
-                        test_loader=loaders.test)
-    utils.write_json(path, {"params": models.count_parameters(net), "seed": seed, "history": history})
+    history = engine.fit(net, loaders.train, None, F.nll_loss, optimizer, epochs, device, scheduler, seed=seed,
+                         test_loader=loaders.test)
+    engine.write_json(path, {"params": models.count_parameters(net), "seed": seed, "history": history})
 
 
 def run_command(label: str, command: list[str]) -> dict:
@@ -181,13 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     commands = [("default", f"python train.py --seed {seed}", train_py(seed)) for seed in args.seeds]
     commands.insert(1, ("reference", "PyTorch MNIST example (seed 1)",
                         [sys.executable, str(Path(__file__).resolve()), *device_option, "--reference-run"]))
-    if utils.amp_dtype(device) is not None:
+    if engine.amp_dtype(device) is not None:
         seed = args.seeds[0]
         commands.append(("default --amp", f"python train.py --seed {seed} --amp", train_py(seed, "--amp")))
     runs = [summarise(recipe, run_command(label, command)) for recipe, label, command in commands]
     result = {"machine": device_label(str(device)), "torch": torch.__version__, "python": platform.python_version(),
               "runs": runs}
-    utils.write_json(args.json, result)
+    engine.write_json(args.json, result)
     table = markdown_table(result)
     print(table)
     if args.readme:

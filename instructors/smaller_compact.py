@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import engine  # noqa: E402
 import model  # noqa: E402
 import train  # noqa: E402
 import utils  # noqa: E402
@@ -30,13 +31,13 @@ def validation_accuracy(seed: int) -> float:
     args = train.parse_args(["--model", "compact", "--val-size", "10000", "--seed", str(seed)])  # the recipe
     device = utils.get_device(args.device)
     utils.set_seed(args.seed)
-    loaders = utils.get_loaders(args.dataset, args.batch_size, device, val_size=args.val_size,
-                                augment=train.augment_setting(args), seed=args.seed, loader=args.loader)
+    loaders = engine.get_loaders(args.dataset, args.batch_size, device, val_size=args.val_size,
+                                 augment=train.augment_setting(args), seed=args.seed, loader=args.loader)
     net = model.CompactNet(channels=CHANNELS).to(device)  # the only change from train.run
     optimizer = train.make_optimizer(args, net)
     scheduler = train.make_scheduler(args, optimizer, len(loaders.train))
-    history = utils.fit(net, loaders.train, loaders.val, train.LOSSES[args.loss], optimizer, args.epochs, device,
-                        scheduler, seed=args.seed, verbose=False)
+    history = engine.fit(net, loaders.train, loaders.val, train.LOSSES[args.loss], optimizer, args.epochs, device,
+                         scheduler, seed=args.seed, verbose=False)
     return history[-1]["val_accuracy"]
 
 

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import engine  # noqa: E402
 import utils  # noqa: E402
 
 # The CPU always (CI runs that leg); CUDA and Apple MPS where present (`pytest -m cuda`, `pytest -m mps`).
@@ -28,7 +29,7 @@ def data_root() -> Path:
     """The real data root ($DATA_DIR); tests that need MNIST fail loudly if it is missing."""
     root = utils.data_root()
     for name in utils.DATASETS:
-        missing = [f for f in utils.RAW_FILES if not (utils.raw_folder(name, root) / f).exists()]
+        missing = [f for f in engine.RAW_FILES if not (engine.raw_folder(name, root) / f).exists()]
         assert not missing, f"{name} files {missing} missing under {root}: set DATA_DIR (see README)"
     return root
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import engine
 import utils
 
 
@@ -45,7 +46,7 @@ def test_test_transform_is_deterministic_and_train_transform_is_not(data_root):
     image, _ = utils.get_dataset("mnist", train=False, transform=lambda im: im)[0]
     test_tf = utils.test_transform("mnist")
     assert torch.equal(test_tf(image), test_tf(image))
-    train_tf = utils.train_transform("mnist", augment=True)
+    train_tf = utils.train_transform("mnist", "rotate")
     torch.manual_seed(0)
     outs = [train_tf(image) for _ in range(5)]
     assert any(not torch.equal(outs[0], o) for o in outs[1:])
@@ -70,23 +71,24 @@ def test_unknown_dataset_names_the_choices():
 
 
 def test_truncated_file_gives_an_error_naming_it(data_root, tmp_path):
-    raw = utils.raw_folder("mnist", tmp_path)
-    shutil.copytree(utils.raw_folder("mnist", data_root), raw)
+    raw = engine.raw_folder("mnist", tmp_path)
+    shutil.copytree(engine.raw_folder("mnist", data_root), raw)
     bad = raw / "t10k-labels-idx1-ubyte"
     bad.chmod(0o644)
     bad.write_bytes(bad.read_bytes()[:5000])
-    with pytest.raises(utils.CorruptDataError, match="t10k-labels-idx1-ubyte.*truncated"):
-        utils.get_dataset("mnist", train=False, root=tmp_path)
+    with pytest.raises(engine.CorruptDataError, match="t10k-labels-idx1-ubyte.*truncated"):
+        engine.ensure_downloaded("mnist", tmp_path)
 
 
-def test_garbage_file_gives_an_error_naming_it(data_root, tmp_path):
-    raw = utils.raw_folder("mnist", tmp_path)
-    shutil.copytree(utils.raw_folder("mnist", data_root), raw)
+def test_garbage_file_gives_an_error_naming_it(data_root, tmp_path, monkeypatch):
+    raw = engine.raw_folder("mnist", tmp_path)
+    shutil.copytree(engine.raw_folder("mnist", data_root), raw)
     bad = raw / "train-images-idx3-ubyte"
     bad.chmod(0o644)
     bad.write_bytes(b"<html>not found</html>")
-    with pytest.raises(utils.CorruptDataError, match="train-images-idx3-ubyte"):
-        utils.get_dataset("mnist", train=True, root=tmp_path)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    with pytest.raises(engine.CorruptDataError, match="train-images-idx3-ubyte"):  # train.py's loaders check first
+        engine.get_loaders("mnist", 100, torch.device("cpu"), limit=100)
 
 
 def test_data_root_follows_the_environment(monkeypatch, tmp_path):

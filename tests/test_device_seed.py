@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import engine
 import model
 import utils
 
@@ -51,6 +52,6 @@ def test_same_seed_same_first_batch_and_loss(data_root):
 
 def test_smoke_mode_helpers(monkeypatch):
     monkeypatch.setenv("COURSE_SMOKE", "1")
-    assert utils.smoke_mode() and utils.epochs(15) == 1 and utils.data_limit() == 2000
+    assert engine.smoke_mode() and engine.epochs(15) == 1 and engine.data_limit() == 2000
     monkeypatch.setenv("COURSE_SMOKE", "0")
-    assert not utils.smoke_mode() and utils.epochs(15) == 15 and utils.data_limit() is None
+    assert not engine.smoke_mode() and engine.epochs(15) == 15 and engine.data_limit() is None

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from float64_guard import Float64Guard
 
+import engine
 import model
 import train
 import utils
@@ -37,7 +38,8 @@ AMP_MARGIN = 0.056
 
 def test_fast_loader_keeps_the_data_on_the_device_and_matches_the_cpu(data_root, device):
     ds = utils.get_dataset("mnist", True, limit=512)
-    on_cpu, on_device = (utils.TensorLoader(ds, "mnist", d, 128, shuffle=True, augment=True, seed=7)
+    rotate = utils.batch_augmentation("rotate")
+    on_cpu, on_device = (utils.TensorLoader(ds, "mnist", d, 128, shuffle=True, augment=rotate, seed=7)
                          for d in (CPU, device))
     assert on_device.images.device.type == device.type
     assert on_device.generator.device.type == "cpu"  # shuffle and augmentation: drawn on the CPU
@@ -95,7 +97,7 @@ def test_train_py_learns_on_the_device_as_on_the_cpu_without_float64_and_resumes
     assert result["test_accuracy"] >= cpu["test_accuracy"] - TRAIN_MARGIN, (result["test_accuracy"],
                                                                             cpu["test_accuracy"])
     ck, out = tmp_path / f"{device.type}.pt", tmp_path / "resumed.json"
-    state = utils.load_checkpoint(ck)  # saved from the device, read on the CPU
+    state = engine.load_checkpoint(ck)  # saved from the device, read on the CPU
     assert all(t.device.type == "cpu" for t in state["model"].values())
     assert train.parse_args(["--resume", str(ck), "--device", "cpu"]).epochs == 2
     assert train.main(["--resume", str(ck), "--device", "cpu", "--json", str(out)]) == 0
@@ -115,15 +117,15 @@ def test_dataloader_settings_suit_the_device(data_root, device):
 
 def one_amp_epoch(device: torch.device, amp: torch.dtype | None) -> tuple[float, float, set]:
     """One epoch of `quick` in `amp` precision: training loss, accuracy, and the first conv's output dtypes."""
-    loader = utils.get_loaders("mnist", 32, device, limit=2000, loader="fast").train
+    loader = engine.get_loaders("mnist", 32, device, limit=2000, loader="fast").train  # with MNIST's rotation
     torch.manual_seed(0)
     net = model.build("quick").to(device)
     seen = set()
     net.features[0][0].register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    loss, accuracy = utils.train_epoch(net, loader, F.cross_entropy, optimizer, device, amp=amp)
+    loss, accuracy = engine.train_epoch(net, loader, F.cross_entropy, optimizer, device, amp=amp)
     assert all(p.dtype == torch.float32 for p in net.parameters())  # the weights stay float32
-    val_loss, _ = utils.evaluate(net, loader, F.cross_entropy, device, amp=amp)
+    val_loss, _ = engine.evaluate(net, loader, F.cross_entropy, device, amp=amp)
     assert torch.isfinite(torch.tensor([loss, val_loss])).all()
     return loss, accuracy, seen
 
@@ -131,15 +133,15 @@ def one_amp_epoch(device: torch.device, amp: torch.dtype | None) -> tuple[float,
 @pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16], ids=["bf16", "fp16-with-gradscaler"])
 def test_autocast_trains_in_lower_precision_as_well_as_float32_on_the_cpu(data_root, device, amp):
     if device.type == "mps":
-        pytest.skip("train.py --amp uses no autocast on Apple MPS (utils.amp_dtype)")
+        pytest.skip("train.py --amp uses no autocast on Apple MPS (engine.amp_dtype)")
     _, cpu_accuracy, _ = one_amp_epoch(CPU, None)
-    loss, accuracy, seen = one_amp_epoch(device, amp)  # float16 goes through a GradScaler (train_epoch)
+    loss, accuracy, seen = one_amp_epoch(device, amp)  # float16 goes through a GradScaler (engine.train_epoch)
     assert seen == {amp}  # the convolutions ran in the lower precision
     assert accuracy >= cpu_accuracy - AMP_MARGIN, (accuracy, cpu_accuracy)
 
 
 def test_amp_picks_a_precision_this_device_computes_natively(device):
-    amp = utils.amp_dtype(device)
+    amp = engine.amp_dtype(device)
     if device.type == "cuda":
         assert amp == (torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16)
     elif device.type == "mps":
@@ -156,7 +158,7 @@ def test_amp_picks_a_precision_this_device_computes_natively(device):
 def test_amp_on_cuda_uses_bf16_from_ampere_on_and_fp16_with_scaling_before(monkeypatch, capability, expected):
     # torch.cuda.is_bf16_supported() also says True on a T4 (it counts emulation): the capability decides.
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    assert utils.amp_dtype(torch.device("cuda")) == expected
+    assert engine.amp_dtype(torch.device("cuda")) == expected
 
 
 @pytest.mark.parametrize("kind, pinned, workers", [("cpu", False, "none"), ("cuda", True, "some"),

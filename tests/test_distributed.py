@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
-import utils
+import engine
 
 ROOT = Path(__file__).resolve().parent.parent
 # compact has BatchNorm: its running statistics are buffers that each rank updates on its own batches.
@@ -56,9 +55,9 @@ def test_accuracy_matches_a_single_process_with_the_same_total_batch(two_process
 def test_distributed_sampler_shards_cover_the_epoch(data_root):
     seen = []
     for rank in (0, 1):
-        loaders = utils.get_loaders("mnist", 100, torch.device("cpu"), limit=1000, rank=rank, world_size=2)
+        loaders = engine.get_loaders("mnist", 100, torch.device("cpu"), limit=1000, rank=rank, world_size=2)
         loaders.train.sampler.set_epoch(3)
         seen += list(loaders.train.sampler)
-        assert train.samples_per_epoch(loaders.train) == 500
+        assert len(loaders.train.sampler) == engine.shard_size(1000, 2) == 500
         assert len(loaders.test.dataset) == 5000
     assert sorted(seen) == list(range(1000))

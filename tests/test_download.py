@@ -17,8 +17,10 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 from torchvision import datasets
 
+import engine
 import utils
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +53,8 @@ def gzipped(data_root, tmp_path_factory) -> tuple[Path, list[tuple[str, str]]]:
     """The data root's Fashion-MNIST IDX files gzipped into a folder, with their (file name, MD5) list."""
     folder = tmp_path_factory.mktemp("mirror")
     resources = []
-    for name in utils.RAW_FILES:
-        data = gzip.compress((utils.raw_folder("fashion_mnist", data_root) / name).read_bytes(),
+    for name in engine.RAW_FILES:
+        data = gzip.compress((engine.raw_folder("fashion_mnist", data_root) / name).read_bytes(),
                              compresslevel=1, mtime=0)
         (folder / f"{name}.gz").write_bytes(data)
         resources.append((f"{name}.gz", hashlib.md5(data).hexdigest()))
@@ -69,9 +71,11 @@ def mirror(gzipped, monkeypatch) -> Path:
 
 def test_download_verify_extract_then_load(serve, mirror, tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.FashionMNIST, "mirrors", [serve(mirror)])
-    ds = utils.get_dataset("fashion_mnist", train=False, root=tmp_path)
+    assert engine.ensure_downloaded("fashion_mnist", tmp_path) == tmp_path
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    ds = utils.get_dataset("fashion_mnist", train=False)
     assert len(ds) == 10_000
-    assert all((utils.raw_folder("fashion_mnist", tmp_path) / f).exists() for f in utils.RAW_FILES)
+    assert all((engine.raw_folder("fashion_mnist", tmp_path) / f).exists() for f in engine.RAW_FILES)
 
 
 def test_corrupted_first_mirror_falls_back_to_the_second(serve, mirror, tmp_path, monkeypatch):
@@ -80,7 +84,9 @@ def test_corrupted_first_mirror_falls_back_to_the_second(serve, mirror, tmp_path
     for gz in sorted(mirror.glob("*.gz")):
         (bad / gz.name).write_bytes(gz.read_bytes()[:-100] + b"x" * 100)  # same size, wrong MD5
     monkeypatch.setattr(datasets.FashionMNIST, "mirrors", [serve(bad), serve(mirror)])
-    ds = utils.get_dataset("fashion_mnist", train=True, root=tmp_path / "root", limit=10)
+    engine.ensure_downloaded("fashion_mnist", tmp_path / "root")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "root"))
+    ds = utils.get_dataset("fashion_mnist", train=True, limit=10)
     assert len(ds) == 10
     image, label = ds[0]
     assert image.shape == (1, 28, 28) and 0 <= label <= 9
@@ -91,27 +97,30 @@ def test_all_mirrors_failing_gives_the_offline_message(serve, tmp_path, monkeypa
     empty.mkdir()  # serves 404 for every file
     monkeypatch.setattr(datasets.FashionMNIST, "mirrors", [serve(empty), "http://127.0.0.1:9/"])
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "root"))
-    with pytest.raises(utils.DataNotFoundError) as info:
-        utils.get_dataset("fashion_mnist", train=True)
+    with pytest.raises(engine.DataNotFoundError) as info:
+        engine.get_loaders("fashion_mnist", 100, torch.device("cpu"))  # train.py's loaders check the files first
     message = str(info.value)
     assert str(tmp_path / "root") in message and "DATA_DIR" in message
-    assert all(name in message for name in utils.RAW_FILES)
+    assert all(name in message for name in engine.RAW_FILES)
     # What each mirror answered, not an empty "Error downloading ...:" fragment:
     assert "HTTP Error 404" in message and "Connection refused" in message and "Error downloading" not in message
     assert not (tmp_path / "root").exists()  # no empty MNIST/raw folders left behind
 
 
 def test_read_only_data_root_is_not_written(data_root):
-    before = sorted(p.name for p in utils.raw_folder("mnist", data_root).iterdir())
-    utils.get_dataset("mnist", train=False)
-    after = sorted(p.name for p in utils.raw_folder("mnist", data_root).iterdir())
+    before = sorted(p.name for p in engine.raw_folder("mnist", data_root).iterdir())
+    engine.ensure_downloaded("mnist")
+    utils.get_dataset("mnist", train=False)  # torchvision's download=True finds the files and leaves them
+    after = sorted(p.name for p in engine.raw_folder("mnist", data_root).iterdir())
     assert before == after
 
 
-def test_copy_of_data_root_loads_like_the_original(data_root, tmp_path):
-    shutil.copytree(utils.raw_folder("mnist", data_root), utils.raw_folder("mnist", tmp_path))
-    a = utils.get_dataset("mnist", train=False, root=tmp_path)[0][0]
-    b = utils.get_dataset("mnist", train=False, root=data_root)[0][0]
+def test_copy_of_data_root_loads_like_the_original(data_root, tmp_path, monkeypatch):
+    shutil.copytree(engine.raw_folder("mnist", data_root), engine.raw_folder("mnist", tmp_path))
+    b = utils.get_dataset("mnist", train=False)[0][0]
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    engine.ensure_downloaded("mnist")
+    a = utils.get_dataset("mnist", train=False)[0][0]
     assert (a == b).all()
 
 
@@ -121,10 +130,10 @@ def test_pytest_fetches_missing_data_at_session_start(serve, mirror, tmp_path, m
     spec.loader.exec_module(conftest)
     monkeypatch.setattr(datasets.FashionMNIST, "mirrors", [serve(mirror)])
     root = tmp_path / "data"
-    shutil.copytree(utils.raw_folder("mnist", utils.data_root()), utils.raw_folder("mnist", root))
+    shutil.copytree(engine.raw_folder("mnist", utils.data_root()), engine.raw_folder("mnist", root))
     monkeypatch.setenv("DATA_DIR", str(root))
     conftest.fetch_data()  # MNIST is there; Fashion-MNIST comes from the (loopback) mirror
-    assert all((utils.raw_folder("fashion_mnist", root) / f).exists() for f in utils.RAW_FILES)
+    assert all((engine.raw_folder("fashion_mnist", root) / f).exists() for f in engine.RAW_FILES)
 
 
 def test_pytest_without_data_and_network_stops_at_once_with_one_message(tmp_path):

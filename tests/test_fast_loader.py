@@ -1,4 +1,4 @@
-"""The tensor-resident fast loader: coverage, shuffling, equality with torchvision, augmentation."""
+"""The tensor-resident fast loader: coverage, shuffling, sharding, equality with torchvision, augmentation."""
 
 import json
 import subprocess
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import engine
 import utils
 
 CPU = torch.device("cpu")
@@ -45,11 +46,6 @@ def test_shuffle_is_reproducible_for_a_seed(data_root):
     assert torch.equal(a.order(), b.order()) and not torch.equal(a.order(), c.order())
 
 
-def test_drop_last_and_len(data_root):
-    loader = fast(shuffle=True, drop_last=True)
-    assert len(loader) == 15 and all(len(y) == 64 for _, y in loader)
-
-
 def test_batches_equal_the_torchvision_pipeline(data_root):
     ds = utils.get_dataset("mnist", True, limit=300)
     tensor_batches = list(utils.TensorLoader(ds, "mnist", CPU, batch_size=100))
@@ -60,15 +56,19 @@ def test_batches_equal_the_torchvision_pipeline(data_root):
 
 
 def test_sharding_splits_an_epoch_between_ranks(data_root):
-    ranks = [fast(limit=1000, shuffle=True, seed=2, rank=r, world_size=2) for r in (0, 1)]
+    ds = utils.get_dataset("mnist", True, limit=1001)
+    ranks = [engine.ShardedTensorLoader(ds, "mnist", CPU, 64, shuffle=True, seed=2, rank=r, world_size=2)
+             for r in (0, 1)]
     for loader in ranks:
         loader.set_epoch(1)
-    seen = torch.cat([loader.order() for loader in ranks])
-    assert sorted(seen.tolist()) == list(range(1000)) and len(ranks[0]) == 8
+    orders = [loader.order() for loader in ranks]
+    assert sorted(torch.cat(orders).tolist()[:-1]) == list(range(1001))  # padded by one wrapped sample
+    assert [len(order) for order in orders] == [engine.shard_size(1001, 2)] * 2 == [501, 501]
+    assert [len(loader) for loader in ranks] == [8, 8] and sum(len(y) for _, y in ranks[1]) == 501
 
 
 def test_augmentation_keeps_shapes_labels_and_changes_pixels(data_root):
-    plain, augmented = fast(limit=256, augment=False), fast(limit=256, augment=True)
+    plain, augmented = fast(limit=256), fast(limit=256, augment=utils.batch_augmentation("rotate"))
     x0, y0 = next(iter(plain))
     x1, y1 = next(iter(augmented))
     assert x1.shape == x0.shape and x1.dtype == torch.float32 and torch.equal(y0, y1)
@@ -100,12 +100,13 @@ def test_flip_mirrors_exactly_and_shift_moves_whole_pixels():
 
 
 def test_augmentation_policies_by_name(data_root):
-    assert utils.augmentation_name("mnist", True) == "rotate"
-    assert utils.augmentation_name("fashion_mnist", True) == "none"
-    assert utils.augmentation_name("fashion_mnist", "flip_shift") == "flip_shift"
-    assert utils.augmentation_name("mnist", False) == "none"
-    loader = utils.get_loaders("fashion_mnist", 64, CPU, limit=256, augment="flip_shift", loader="fast").train
-    assert loader.augment == utils.AUGMENTATIONS["flip_shift"]
+    assert engine.augmentation_name("mnist", True) == "rotate"
+    assert engine.augmentation_name("fashion_mnist", True) == "none"
+    assert engine.augmentation_name("fashion_mnist", "flip_shift") == "flip_shift"
+    assert engine.augmentation_name("mnist", False) == "none"
+    assert utils.batch_augmentation("none") is None
+    loader = engine.get_loaders("fashion_mnist", 64, CPU, limit=256, augment="flip_shift", loader="fast").train
+    assert loader.augment.func is utils.augment_batch and loader.augment.keywords == utils.AUGMENTATIONS["flip_shift"]
     x, y = next(iter(loader))
     assert x.shape == (64, 1, 28, 28) and y.shape == (64,)
     names = [type(t).__name__ for t in utils.train_transform("fashion_mnist", "flip_shift").transforms]
@@ -114,7 +115,22 @@ def test_augmentation_policies_by_name(data_root):
     assert names == ["RandomHorizontalFlip", "ToTensor", "Normalize"]
     expected = "unknown augmentation 'cutout'; expected one of none, rotate, flip, flip_shift"
     with pytest.raises(ValueError, match=expected):
-        utils.get_loaders("mnist", 64, CPU, limit=64, augment="cutout", loader="fast")
+        engine.get_loaders("mnist", 64, CPU, limit=64, augment="cutout", loader="fast")
+    with pytest.raises(ValueError, match=expected):
+        utils.batch_augmentation("cutout")
+
+
+def test_the_taught_loaders_take_a_transform_or_a_batch_augmentation(data_root):
+    flip = utils.batch_augmentation("flip")
+    fast = utils.get_loaders("mnist", 64, CPU, limit=256, loader="fast", augment=flip)
+    assert isinstance(fast.train, utils.TensorLoader) and fast.train.augment is flip and fast.val is None
+    x, y = next(iter(fast.train))
+    assert x.shape == (64, 1, 28, 28) and y.shape == (64,)
+    slow = utils.get_loaders("mnist", 64, CPU, limit=256, train_transform=utils.train_transform("mnist", "flip"))
+    base, _ = utils.base_and_indices(slow.train.dataset)
+    assert type(base.transform.transforms[0]).__name__ == "RandomHorizontalFlip"
+    with pytest.raises(ValueError, match="train_transform is for loader='torchvision', augment for loader='fast'"):
+        utils.get_loaders("mnist", 64, CPU, limit=256, loader="fast", train_transform=utils.train_transform("mnist"))
 
 
 def test_test_loader_is_deterministic(data_root):

@@ -41,7 +41,8 @@ def test_wrong_input_shape_names_the_expected_shape(name, shape):
 @pytest.mark.parametrize("name", sorted(model.MODELS))
 def test_a_class_copied_alone_builds_the_same_model(name):
     """A class's source, the torch imports and check_input are all it needs: no base class, no helpers."""
-    cls = model.MODELS[name]
+    factory = model.MODELS[name]  # a class, or a class with other settings (functools.partial)
+    cls, settings = getattr(factory, "func", factory), getattr(factory, "keywords", {})
     namespace: dict = {}
     source = "\n".join([
         "import torch", "import torch.nn as nn", "import torch.nn.functional as F",
@@ -49,7 +50,7 @@ def test_a_class_copied_alone_builds_the_same_model(name):
     ])
     exec(compile(source, f"<{cls.__name__} copied alone>", "exec"), namespace)
     torch.manual_seed(0)
-    copied = namespace[cls.__name__](**model.OPTIONS.get(name, {})).eval()
+    copied = namespace[cls.__name__](**settings).eval()
     torch.manual_seed(0)
     original = model.build(name).eval()
     x = torch.randn(2, 1, 28, 28)
@@ -65,7 +66,7 @@ def test_each_recipe_names_the_loss_that_fits_what_its_model_returns(name):
     returns_log_probs = torch.allclose(out.exp().sum(dim=1), torch.ones(4))
     assert model.RECIPES[name]["loss"] == ("nll" if returns_log_probs else "cross_entropy")
     says = "log-probabilities" if returns_log_probs else "logits"
-    assert says in " ".join(model.MODELS[name].__doc__.split())  # the docstring says it too
+    assert says in " ".join(type(net).__doc__.split())  # the docstring says it too
 
 
 def test_lenet_keeps_the_32x32_walkthrough_and_pads_28x28():
@@ -154,7 +155,7 @@ def test_summary_works_on_a_cpu_only_machine(capsys):
 
 @pytest.fixture(scope="module")
 def mnist_batch(data_root):
-    loaders = utils.get_loaders("mnist", 16, torch.device("cpu"), limit=64, augment=False)
+    loaders = utils.get_loaders("mnist", 16, torch.device("cpu"), limit=64)  # not augmented
     return next(iter(loaders.train))
 
 

@@ -23,6 +23,7 @@ import set_course_repo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SIZES_CELL = 'import os\n\nSMOKE = os.environ.get("COURSE_SMOKE", "0") not in ("", "0")'
 
 
 def code_cells(path: Path) -> list[str]:
@@ -47,8 +48,11 @@ def course_server():
 # --------------------------------------------------------------------------- Colab: a notebook alone
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_alone_in_an_empty_folder_fetches_the_course_and_runs(data_root, course_server, tmp_path, notebook):
+def test_notebook_alone_in_an_empty_folder_fetches_the_course_and_runs(data_root, course_server, tmp_path):
+    # One notebook is enough: every setup cell is the same (test_every_setup_cell_and_badge_names_the_same_
+    # repository), and nbval runs all seven in the course folder; the files notebooks 03 and 07 fetch
+    # go through utils.course_file, tested below. So each notebook executes once per pytest.
+    notebook = NOTEBOOKS[0]
     folder = tmp_path / "content"  # like Colab's /content: the notebook and nothing else
     folder.mkdir()
     copy = folder / notebook.name
@@ -61,8 +65,29 @@ def test_notebook_alone_in_an_empty_folder_fetches_the_course_and_runs(data_root
     assert (folder / "exercises.py").read_text() == (ROOT / "exercises.py").read_text()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert errors == []
-    if notebook.name.startswith("07"):  # it reads the stored benchmark results from the repository too
-        assert (folder / "benchmarks" / "results.json").is_file()
+
+
+def test_course_file_fetches_what_the_notebook_alone_lacks_once_and_whole(course_server, tmp_path):
+    # Notebooks 03 (the digit photos) and 07 (stored results) read course files this way on Colab.
+    shutil.copy(ROOT / "utils.py", tmp_path / "utils.py")
+    script = ("import sys, utils\n"
+              "for relative in sys.argv[2:]:\n"
+              "    try:\n"
+              "        print(utils.course_file(relative, sys.argv[1]).relative_to(utils.course_folder()).as_posix())\n"
+              "    except OSError as err:\n"
+              "        print('failed:', relative, err)\n")
+    wanted = ["images/digits/7/7.png", "benchmarks/results.json", "benchmarks/no-such-file.json"]
+    proc = subprocess.run([sys.executable, "-c", script, course_server, *wanted], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[:2] == wanted[:2] and "failed: benchmarks/no-such-file.json" in proc.stdout
+    for relative in wanted[:2]:
+        assert (tmp_path / relative).read_bytes() == (ROOT / relative).read_bytes()
+    assert not (tmp_path / wanted[2]).exists()  # an error page is never saved
+    (tmp_path / wanted[1]).write_text("{}")  # a local copy wins: nothing is fetched again
+    proc = subprocess.run([sys.executable, "-c", script, "http://127.0.0.1:9", wanted[1]], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == wanted[1] and (tmp_path / wanted[1]).read_text() == "{}"
 
 
 def test_a_failed_fetch_prints_what_to_do_instead_of_a_traceback(course_server, tmp_path):
@@ -91,7 +116,8 @@ def test_importable_course_is_used_and_never_overwritten(tmp_path):
 def test_run_manager_cells_work_as_a_script_with_spawned_workers(data_root, tmp_path):
     cells = code_cells(ROOT / "notebooks" / "04_fashion_mnist.ipynb")
     script = tmp_path / "runs.py"
-    markers = ["COURSE_REPO = ", "RUN_IMAGES = ", "product(*params.values())", "class RunManager", "def train_runs"]
+    markers = ["COURSE_REPO = ", "RUN_IMAGES = ", "def get_runs", "runs = get_runs(params)", "def image_grid",
+               "class RunManager", "def train_runs"]
     script.write_text("\n\n".join(next(s for s in cells if marker in s) for marker in markers) + "\n")
     # macOS and Windows start DataLoader workers with "spawn": each worker imports the script again.
     start = "import multiprocessing, runpy, sys; multiprocessing.set_start_method('spawn'); " \
@@ -108,16 +134,16 @@ def test_run_manager_cells_work_as_a_script_with_spawned_workers(data_root, tmp_
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_only_the_sizes_cell_knows_about_smoke_mode(notebook):
-    knowing = [c for c in code_cells(notebook) if re.search(r"smoke_mode|data_limit|utils\.epochs|COURSE_SMOKE", c)]
+    knowing = [c for c in code_cells(notebook) if re.search(r"smoke_mode|data_limit|\.epochs\(|COURSE_SMOKE", c)]
     assert len(knowing) <= 1, "smoke plumbing in a teaching cell"
     if knowing:
-        assert knowing[0].startswith("SMOKE = utils.smoke_mode()")
+        assert knowing[0].startswith(SIZES_CELL)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_smoke_sizes_are_the_same_on_every_device(notebook, monkeypatch):
     # A floor checked in smoke mode must hold wherever nbval runs: the same steps on a CPU and a GPU.
-    sizes = [c for c in code_cells(notebook) if c.startswith("SMOKE = utils.smoke_mode()")]
+    sizes = [c for c in code_cells(notebook) if c.startswith(SIZES_CELL)]
     monkeypatch.setenv("COURSE_SMOKE", "1")
     import model
     import utils
@@ -128,6 +154,8 @@ def test_smoke_sizes_are_the_same_on_every_device(notebook, monkeypatch):
         for name in [n for n in names if n.endswith("_ON_GPU")]:
             assert names[name] == names[name.replace("_ON_GPU", "_ON_CPU")], f"{name} differs from the CPU's"
     for cell in code_cells(notebook):  # a size chosen by device anywhere else would escape the check above
+        if cell.startswith("#@save"):  # library code (loader_kwargs picks workers by device), not a size of a run
+            continue
         for line in re.findall(r".*if device\.type == .*else.*", cell):
             assert "_ON_GPU" in line and "_ON_CPU" in line, f"a size chosen by device outside the sizes cell: {line}"
 
@@ -184,17 +212,6 @@ def test_notebooks_ask_colab_for_a_gpu_runtime():
     for notebook in NOTEBOOKS:
         meta = json.loads(notebook.read_text())["metadata"]
         assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType") == "T4", notebook.name
-
-
-def test_progress_bars_go_to_stdout_in_jupyter_and_to_stderr_elsewhere(monkeypatch):
-    import types
-
-    import utils
-
-    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
-    assert utils.progress_stream() is sys.stderr
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
-    assert utils.progress_stream() is sys.stdout
 
 
 def test_progress_bars_are_reduced_to_their_final_frame():

@@ -1,4 +1,4 @@
-"""Reliability of train.py and utils: resume checks, file modes, NaN guard, early errors."""
+"""Reliability of train.py and the engine: resume checks, file modes, NaN guard, early errors."""
 
 import json
 import os
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
+import engine
 import model
 import train
 import utils
@@ -30,7 +31,7 @@ def exit_message(argv: list[str], capsys) -> str:
 
 
 def weights(path) -> dict:
-    return utils.load_checkpoint(path)["model"]
+    return engine.load_checkpoint(path)["model"]
 
 
 # --------------------------------------------------------------------------- 1. ranks draw their own randomness
@@ -39,8 +40,9 @@ def weights(path) -> dict:
 
 def test_ranks_shuffle_alike_but_draw_their_own_augmentation(data_root):
     ds = utils.get_dataset("mnist", True, limit=512)
-    ranks = [utils.TensorLoader(ds, "mnist", CPU, 64, shuffle=True, augment=True, seed=1, rank=r, world_size=2)
-             for r in (0, 1)]
+    rotate = utils.batch_augmentation("rotate")
+    ranks = [engine.ShardedTensorLoader(ds, "mnist", CPU, 64, shuffle=True, augment=rotate, seed=1, rank=r,
+                                        world_size=2) for r in (0, 1)]
     orders = []
     for loader in ranks:
         loader.set_epoch(2)
@@ -51,13 +53,13 @@ def test_ranks_shuffle_alike_but_draw_their_own_augmentation(data_root):
 
 
 def test_dropout_seed_differs_per_rank(monkeypatch):
-    loader = object()
-    utils.seed_epoch(5, 3, loader)
+    loader = torch.utils.data.DataLoader(range(8))  # no shuffle: only the global seed changes
+    engine.seed_epoch(5, 3, loader)
     rank0 = torch.initial_seed()
-    monkeypatch.setattr(utils, "process_rank", lambda: 1)
-    utils.seed_epoch(5, 3, loader)
+    monkeypatch.setattr(engine, "process_rank", lambda: 1)
+    engine.seed_epoch(5, 3, loader)
     assert torch.initial_seed() != rank0
-    assert rank0 == 5 * 10_000 + 3  # rank 0 (and single-process runs) keep the old seeds: stored results stand
+    assert rank0 == utils.epoch_seed(5, 3)  # rank 0 (and single-process runs) keep the epoch's seed: results stand
 
 
 # --------------------------------------------------------------------------- 2. resume refuses what it cannot honour
@@ -99,12 +101,12 @@ def test_resume_takes_the_checkpoints_options(sgd_checkpoint, tmp_path):
     assert [row["epoch"] for row in result["history"]] == [1, 2, 3]
     assert all("val_loss" in row for row in result["history"])
     assert result["args"]["seed"] == 4 and result["args"]["lr"] == 0.05  # what the run really used
-    history = utils.load_checkpoint(resumed)["history"]
+    history = engine.load_checkpoint(resumed)["history"]
     assert isinstance(history, list) and [row["epoch"] for row in history] == [1, 2, 3]
 
 
 def test_resume_of_a_model_this_script_does_not_have_is_refused(sgd_checkpoint, tmp_path, capsys):
-    state = utils.load_checkpoint(sgd_checkpoint)
+    state = engine.load_checkpoint(sgd_checkpoint)
     state["extra"]["args"]["model"] = "compact_no_dropout"  # e.g. an ablation variant of benchmarks/results.py
     torch.save(state, tmp_path / "variant.pt")
     err = exit_message(["--resume", str(tmp_path / "variant.pt")], capsys)
@@ -119,18 +121,18 @@ def test_resume_cannot_shorten_a_run(sgd_checkpoint, capsys):
 def test_onecycle_run_interrupted_and_resumed_equals_an_unbroken_one(data_root, tmp_path, monkeypatch):
     common = ["--model", "compact", "--limit", "400", "--epochs", "3", "--scheduler", "onecycle"]
     assert train.main([*common, "--save", str(tmp_path / "full.pt")]) == 0
-    real_save = utils.save_training_state
+    real_save = engine.save_training_state
 
     def save_then_stop(path, model, optimizer, scheduler, history, extra=None):
         real_save(path, model, optimizer, scheduler, history, extra)
         if history[-1]["epoch"] == 2:
             raise KeyboardInterrupt("interrupted after epoch 2")
 
-    monkeypatch.setattr(utils, "save_training_state", save_then_stop)
+    monkeypatch.setattr(engine, "save_training_state", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train.main([*common, "--save", str(tmp_path / "part.pt")])
     monkeypatch.undo()
-    assert utils.load_checkpoint(tmp_path / "part.pt")["epoch"] == 2
+    assert engine.load_checkpoint(tmp_path / "part.pt")["epoch"] == 2
     assert train.main(["--resume", str(tmp_path / "part.pt")]) == 0  # OneCycleLR state loads weights_only
     full, resumed = weights(tmp_path / "full.pt"), weights(tmp_path / "part.pt")
     assert all(torch.equal(full[k], resumed[k]) for k in full)
@@ -153,12 +155,12 @@ def test_resume_with_dataloader_workers_equals_an_unbroken_run(data_root, tmp_pa
 def test_atomic_write_gives_new_files_the_default_mode_and_keeps_an_existing_mode(tmp_path):
     umask = os.umask(0o022)
     try:
-        utils.write_json(tmp_path / "new.json", {"a": 1})
+        engine.write_json(tmp_path / "new.json", {"a": 1})
         assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o644
         existing = tmp_path / "ck.pt"
         existing.write_bytes(b"")
         existing.chmod(0o640)
-        utils.atomic_save({"w": torch.ones(1)}, existing)
+        engine.atomic_save({"w": torch.ones(1)}, existing)
         assert stat.S_IMODE(existing.stat().st_mode) == 0o640
     finally:
         os.umask(umask)
@@ -170,7 +172,7 @@ def test_atomic_write_gives_new_files_the_default_mode_and_keeps_an_existing_mod
 def test_an_epoch_whose_last_step_breaks_the_weights_is_not_saved(data_root, tmp_path):
     torch.manual_seed(0)
     net = model.MLP()
-    loaders = utils.get_loaders("mnist", 100, CPU, limit=400, val_size=100, test_limit=200, loader="fast")
+    loaders = engine.get_loaders("mnist", 100, CPU, limit=400, val_size=100, test_limit=200, loader="fast")
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
     steps = {"n": 0}
     real_step = optimizer.step
@@ -184,9 +186,9 @@ def test_an_epoch_whose_last_step_breaks_the_weights_is_not_saved(data_root, tmp
 
     optimizer.step = step_that_breaks_at_the_end_of_epoch_two
     ck = tmp_path / "ck.pt"
-    with pytest.raises(utils.NonFiniteLossError, match="epoch 2 ended with a non-finite val_loss"):
-        utils.fit(net, loaders.train, loaders.val, F.nll_loss, optimizer, 3, CPU, checkpoint=ck, verbose=False)
-    state = utils.load_checkpoint(ck)
+    with pytest.raises(engine.NonFiniteLossError, match="epoch 2 ended with a non-finite val_loss"):
+        engine.fit(net, loaders.train, loaders.val, F.nll_loss, optimizer, 3, CPU, checkpoint=ck, verbose=False)
+    state = engine.load_checkpoint(ck)
     assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["model"].values())
 
 
@@ -199,7 +201,7 @@ def test_divergence_without_a_checkpoint_does_not_claim_one(data_root, tmp_path,
 
 def test_training_reads_numbers_back_only_every_few_batches(data_root, monkeypatch):
     net = model.MLP()
-    loader = utils.get_loaders("mnist", 10, CPU, limit=1000, loader="fast").train  # 100 batches
+    loader = engine.get_loaders("mnist", 10, CPU, limit=1000, loader="fast").train  # 100 batches
     calls = {"n": 0}
     real_item = torch.Tensor.item
 
@@ -208,7 +210,7 @@ def test_training_reads_numbers_back_only_every_few_batches(data_root, monkeypat
         return real_item(self)
 
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
-    utils.train_epoch(net, loader, F.nll_loss, torch.optim.SGD(net.parameters(), lr=0.01), CPU)
+    engine.train_epoch(net, loader, F.nll_loss, torch.optim.SGD(net.parameters(), lr=0.01), CPU)
     assert calls["n"] <= 8, f"{calls['n']} host syncs for 100 batches"
 
 
@@ -220,20 +222,54 @@ def test_bad_options_fail_at_once_naming_the_flag(tmp_path, capsys, monkeypatch)
     a_file = tmp_path / "file.txt"
     a_file.write_text("")
     cases = {
-        ("--json", str(a_file / "out.json")): "--json",
+        ("--json", str(a_file / "out.json")): f"--json {a_file / 'out.json'}: cannot write a file in {a_file}",
         ("--save", str(tmp_path)): "is a directory",
-        ("--step-size", "0"): "--step-size must be a positive integer, got 0",
+        ("--step-size", "0"): "argument --step-size: must be a positive integer, got 0",
         ("--val-size", "-5"): "--val-size must be between 0 and",
         ("--limit", "100", "--val-size", "100"): "--val-size must be between 0 and 99",
         ("--resume", str(tmp_path / "missing.pt")): "does not exist",
-        ("--lr", "0"): "--lr and --gamma must be positive",
-        ("--momentum", "1.5"): "--momentum must be in [0, 1)",
-        ("--num-workers", "-1"): "--num-workers must be 0 or more",
+        ("--lr", "0"): "argument --lr: must be positive, got 0",
+        ("--gamma", "nan"): "argument --gamma: must be positive, got nan",
+        ("--momentum", "1.5"): "argument --momentum: must be in [0, 1), got 1.5",
+        ("--weight-decay", "-1"): "argument --weight-decay: must be 0 or more, got -1",
+        ("--num-workers", "-1"): "argument --num-workers: must be 0 or more, got -1",
+        ("--no-augment", "--augment", "rotate"): "not allowed with argument --no-augment",
     }
     for argv, expected in cases.items():
         err = exit_message(list(argv), capsys)
         assert expected in err and "Traceback" not in err, (argv, err)
     assert not (tmp_path / "no-data").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_output_folder_that_cannot_be_made_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    # /proc refuses new folders even to root, which passes every permission check: ask the file system.
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data"))
+    err = exit_message(["--json", "/proc/nope/out.json"], capsys)
+    assert "--json /proc/nope/out.json: cannot write a file in /proc/nope (No such file or directory)" in err
+    assert "Traceback" not in err and not (tmp_path / "no-data").exists()
+
+
+def test_a_refused_path_leaves_nothing_on_disk(tmp_path, capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(train.tempfile, "TemporaryFile", refuse)  # a folder that can be made but not written in
+    err = exit_message(["--save", str(tmp_path / "new" / "deeper" / "ck.pt")], capsys)
+    assert f"cannot write a file in {tmp_path / 'new' / 'deeper'} (Permission denied)" in err
+    assert list(tmp_path.iterdir()) == []  # the folders made to try are gone again
+    monkeypatch.undo()
+    args = train.parse_args(["--json", str(tmp_path / "out" / "r.json")])  # a writable one is made, not written
+    assert (tmp_path / "out").is_dir() and list((tmp_path / "out").iterdir()) == [] and args.json
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_data_is_read(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train.main(["--device", "cuda"]) == 1  # resolved once, where the run starts
+    err = capsys.readouterr().err
+    assert "error: --device cuda: device 'cuda' was asked for but is not available on this machine" in err
+    assert "Traceback" not in err and not (tmp_path / "no-data").exists()
 
 
 def test_garbage_resume_file_is_not_a_pytorch_checkpoint(tmp_path, capsys):

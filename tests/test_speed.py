@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import engine
 import model
 import train
-import utils
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -20,16 +20,17 @@ CPU = torch.device("cpu")
 
 
 def test_amp_where_the_cpu_has_no_native_bf16_warns_and_trains_in_float32(monkeypatch, capsys):
-    monkeypatch.setattr(utils, "amp_dtype", lambda device: None)
+    monkeypatch.setattr(engine, "amp_dtype", lambda device: None)
     args = train.parse_args(["--amp", "--device", "cpu"])
-    assert "--amp (no faster lower precision on cpu" in capsys.readouterr().err
-    assert "autocast" not in train.describe_recipe(args)
+    amp = train.precision(args, CPU)  # where train.run resolves it, once
+    assert amp is None and "--amp (no faster lower precision on cpu" in capsys.readouterr().err
+    assert "autocast" not in train.describe_recipe(args, amp)
 
 
 def test_amp_run_records_its_precision(data_root, tmp_path):
     out = tmp_path / "amp.json"
     assert train.main(["--amp", "--device", "cpu", "--limit", "600", "--epochs", "1", "--json", str(out)]) == 0
-    expected = utils.amp_dtype(CPU)
+    expected = engine.amp_dtype(CPU)
     assert json.loads(out.read_text())["amp"] == (str(expected) if expected else None)
 
 

@@ -1,4 +1,4 @@
-"""Training tools: checkpoints and resume, NaN guard, plots, confusion matrix, RunBuilder/RunManager."""
+"""Training tools: checkpoints and resume, NaN guard, plots, confusion matrix, get_runs/RunManager."""
 
 import json
 from collections import OrderedDict
@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import engine
 import model
 import train
 import utils
@@ -17,7 +18,7 @@ import utils
 
 def test_atomic_save_survives_a_crash_mid_save(tmp_path, monkeypatch):
     path = tmp_path / "ck.pt"
-    utils.atomic_save({"weights": torch.ones(3)}, path)
+    engine.atomic_save({"weights": torch.ones(3)}, path)
 
     def crash(obj, f):
         f.write(b"half a checkpoint")
@@ -25,17 +26,17 @@ def test_atomic_save_survives_a_crash_mid_save(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        utils.atomic_save({"weights": torch.zeros(3)}, path)
+        engine.atomic_save({"weights": torch.zeros(3)}, path)
     monkeypatch.undo()
-    assert torch.equal(utils.load_checkpoint(path)["weights"], torch.ones(3))
+    assert torch.equal(engine.load_checkpoint(path)["weights"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temp file left behind
 
 
 def test_loading_into_another_architecture_names_keys_and_shapes(tmp_path):
-    utils.atomic_save({"model": model.S5Net().state_dict()}, tmp_path / "s5.pt")
-    state = utils.load_checkpoint(tmp_path / "s5.pt")["model"]
-    with pytest.raises(utils.CheckpointMismatchError) as info:
-        utils.load_weights(model.FashionNet(), state)
+    engine.atomic_save({"model": model.S5Net().state_dict()}, tmp_path / "s5.pt")
+    state = engine.load_checkpoint(tmp_path / "s5.pt")["model"]
+    with pytest.raises(engine.CheckpointMismatchError) as info:
+        engine.load_weights(model.FashionNet(), state)
     message = str(info.value)
     assert "FashionNet" in message and "missing keys: fc1.bias" not in message
     assert "unexpected keys: conv3.bias" in message and "missing keys: out.bias, out.weight" in message
@@ -43,21 +44,21 @@ def test_loading_into_another_architecture_names_keys_and_shapes(tmp_path):
 
 
 def test_missing_or_garbage_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(utils.CheckpointError, match=r"checkpoint .*nope.pt does not exist"):
-        utils.load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(engine.CheckpointError, match=r"checkpoint .*nope.pt does not exist"):
+        engine.load_checkpoint(tmp_path / "nope.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(utils.CheckpointError) as info:
-        utils.load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(engine.CheckpointError) as info:
+        engine.load_checkpoint(tmp_path / "bad.pt")
     expected = f"{tmp_path / 'bad.pt'} is not a PyTorch checkpoint (expected a file written by torch.save)"
     assert str(info.value) == expected
     torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")  # a whole module: not weights-only
-    with pytest.raises(utils.CheckpointError) as info:
-        utils.load_checkpoint(tmp_path / "pickled.pt")
+    with pytest.raises(engine.CheckpointError) as info:
+        engine.load_checkpoint(tmp_path / "pickled.pt")
     assert "other than tensors" in str(info.value) and "weights_only=False" not in str(info.value)
 
 
 def final_weights(path) -> dict:
-    return utils.load_checkpoint(path)["model"]
+    return engine.load_checkpoint(path)["model"]
 
 
 def test_resume_after_epoch_two_equals_an_uninterrupted_run(data_root, tmp_path):
@@ -71,8 +72,8 @@ def test_resume_after_epoch_two_equals_an_uninterrupted_run(data_root, tmp_path)
     assert all(torch.equal(full[k], resumed[k]) for k in full)
     history = json.loads(out.read_text())["history"]
     assert [row["epoch"] for row in history] == [1, 2, 3]
-    assert utils.best_path(tmp_path / "part.pt").exists()  # best-by-validation kept beside the last
-    best = utils.load_checkpoint(utils.best_path(tmp_path / "full.pt"))
+    assert engine.best_path(tmp_path / "part.pt").exists()  # best-by-validation kept beside the last
+    best = engine.load_checkpoint(engine.best_path(tmp_path / "full.pt"))
     assert best["best_val_loss"] == min(r["val_loss"] for r in history)
 
 
@@ -127,6 +128,25 @@ def test_plots_have_titles_labels_and_axes(predictions):
     plt.close("all")
 
 
+def test_taught_fit_keeps_the_weights_of_the_lowest_validation_loss(data_root, tmp_path):
+    cpu = torch.device("cpu")
+    loaders = utils.get_loaders("mnist", 100, cpu, limit=600, val_size=200, loader="fast")
+    torch.manual_seed(0)
+    net = model.MLP()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    ck = tmp_path / "best.pt"
+    history = utils.fit(net, loaders.train, loaders.val, F.nll_loss, optimizer, 3, cpu, checkpoint=ck, verbose=False)
+    best = min(history, key=lambda row: row["val_loss"])
+    state = torch.load(ck, weights_only=True)
+    assert set(state) == {"model", "epoch", "val_loss"} and (state["epoch"], state["val_loss"]) == (best["epoch"],
+                                                                                                  best["val_loss"])
+    kept = model.MLP()
+    kept.load_state_dict(state["model"])
+    assert utils.evaluate(kept, loaders.val, F.nll_loss, cpu) == (best["val_loss"], best["val_accuracy"])
+    with pytest.raises(ValueError, match="pass a val_loader too"):
+        utils.fit(net, loaders.train, None, F.nll_loss, optimizer, 1, cpu, checkpoint=ck, verbose=False)
+
+
 def test_most_confident_mistakes_are_wrong_and_sorted(predictions):
     _, _, probs, targets = predictions
     idx = utils.most_confident_mistakes(probs, targets, k=5)
@@ -138,8 +158,8 @@ def test_most_confident_mistakes_are_wrong_and_sorted(predictions):
 # --------------------------------------------------------------------------- experiments
 
 
-def test_run_builder_product_size_and_order():
-    runs = utils.RunBuilder.get_runs(OrderedDict(lr=[0.01, 0.001], batch_size=[100, 1000], shuffle=[True]))
+def test_get_runs_product_size_and_order():
+    runs = utils.get_runs(OrderedDict(lr=[0.01, 0.001], batch_size=[100, 1000], shuffle=[True]))
     assert len(runs) == 4
     assert [(r.lr, r.batch_size) for r in runs] == [(0.01, 100), (0.01, 1000), (0.001, 100), (0.001, 1000)]
     assert runs[0]._fields == ("lr", "batch_size", "shuffle")
@@ -148,7 +168,7 @@ def test_run_builder_product_size_and_order():
 def test_run_manager_writes_tensorboard_events_and_one_row_per_epoch(data_root, tmp_path):
     manager = utils.RunManager(log_dir=tmp_path / "runs")
     train_set = utils.get_dataset("fashion_mnist", train=True, limit=300)
-    runs = utils.RunBuilder.get_runs(OrderedDict(lr=[0.01, 0.001], batch_size=[100]))
+    runs = utils.get_runs(OrderedDict(lr=[0.01, 0.001], batch_size=[100]))
     for run in runs:
         torch.manual_seed(0)
         net = model.build("fashion")

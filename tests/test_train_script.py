@@ -56,7 +56,7 @@ def test_offline_empty_data_dir_fails_fast_with_clear_message(tmp_path):
 @pytest.mark.parametrize("value", ["0", "-3"])
 def test_non_positive_epochs_rejected(value):
     proc = run_train("--epochs", value)
-    assert proc.returncode == 2 and "--epochs must be a positive integer" in proc.stderr
+    assert proc.returncode == 2 and f"argument --epochs: must be a positive integer, got {value}" in proc.stderr
 
 
 def test_recipe_supplies_defaults_and_flags_override_them():
@@ -75,19 +75,30 @@ def test_recipe_supplies_defaults_and_flags_override_them():
     assert not args.amp
 
 
+def test_help_shows_the_chosen_models_recipe_as_the_defaults(capsys):
+    import train
+
+    with pytest.raises(SystemExit) as info:
+        train.parse_args(["--model", "s5", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0
+    assert "--lr LR learning rate (the peak with onecycle) (default: 0.0175)" in out  # S5's recipe, not quick's
+    assert "--momentum MOMENTUM SGD momentum (default: 0.95)" in out and "network (default: s5)" in out
+
+
 def test_every_epoch_is_judged_on_validation_and_the_test_set_is_evaluated_once(data_root, monkeypatch):
     sys.path.insert(0, str(ROOT))
+    import engine
     import train
-    import utils
 
     evaluated = []
-    real_evaluate = utils.evaluate
+    real_evaluate = engine.evaluate
 
     def recording_evaluate(model, loader, *args, **kwargs):
         evaluated.append(len(loader.dataset))
         return real_evaluate(model, loader, *args, **kwargs)
 
-    monkeypatch.setattr(utils, "evaluate", recording_evaluate)
+    monkeypatch.setattr(engine, "evaluate", recording_evaluate)
     result = train.run(train.parse_args(["--model", "mlp", "--epochs", "3", "--val-size", "500", "--device", "cpu"]))
     assert evaluated == [500, 500, 500, 2000]  # validation after each epoch, then the test set once
     assert all("val_accuracy" in row and "test_accuracy" not in row for row in result["history"])

@@ -7,7 +7,7 @@ Every notebook is copied with its outputs and execution counts removed and every
 (the "<details><summary>Solution" blocks) taken out; the exercise cells and their
 `exercises.check_...` calls stay, so a student's answers are still checked. `# NBVAL_CHECK_OUTPUT`
 markers go too (there is no stored output left to compare), and so do the sentences that promise
-stored outputs or a solution to open. utils.py, model.py, exercises.py, train.py, requirements.txt,
+stored outputs or a solution to open. utils.py, model.py, exercises.py, engine.py, train.py, requirements.txt,
 README.md, images/ and benchmarks/ (the measured results notebook 07 reads, and their README) are
 copied beside the notebooks, so the edition runs on its own, offline as the course does, and passes
 `pytest --nbval-lax` in smoke mode. exercises.py holds the expected answers in plain text: the
@@ -23,7 +23,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ("utils.py", "model.py", "exercises.py", "train.py", "requirements.txt", "README.md")
+MODULES = ("utils.py", "model.py", "exercises.py", "engine.py", "train.py", "requirements.txt", "README.md")
 SOLUTION = re.compile(r"<details><summary>Solution</summary>.*?</details>\s*", re.DOTALL)
 CHECK_MARKER = re.compile(r"^# NBVAL_CHECK_OUTPUT\n", re.MULTILINE)
 # Sentences of the course that are not true of the edition, and what the edition says instead.

@@ -1,0 +1,92 @@
+"""utils.py is the taught library: the notebooks' #@save cells, word for word, in teaching order."""
+
+import ast
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+import build_utils  # noqa: E402
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+UTILS = (ROOT / "utils.py").read_text()
+TREE = ast.parse(UTILS)
+
+
+def defined_names(node: ast.stmt) -> set[str]:
+    """The module-level names a statement of utils.py defines."""
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return set()
+
+
+def test_utils_is_the_saved_cells_word_for_word():
+    assert build_utils.build(NOTEBOOKS) == UTILS, "run: python tools/build_utils.py (or edit the notebook, not utils.py)"
+
+
+def test_the_build_tool_reports_a_hand_edit(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(build_utils, "COURSE", tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    for notebook in NOTEBOOKS:
+        (tmp_path / "notebooks" / notebook.name).write_text(notebook.read_text())
+    (tmp_path / "utils.py").write_text(UTILS.replace("return max(batch_size, 1000)", "return 1000"))
+    assert build_utils.main(["--check"]) == 1
+    assert "+    return max(batch_size, 1000)" in capsys.readouterr().out
+    assert build_utils.main([]) == 0 and (tmp_path / "utils.py").read_text() == UTILS
+
+
+def test_every_helper_names_its_notebook_and_section():
+    lines = UTILS.splitlines()
+    for node in TREE.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            headers = [line for line in lines[: node.lineno] if line.startswith("# ==================== ")]
+            assert headers and re.fullmatch(r"# =+ \d\d_\w+\.ipynb · .+", headers[-1]), node.name
+
+
+def test_no_helper_uses_a_name_defined_further_down():
+    top_level = set().union(*(defined_names(node) for node in TREE.body))
+    defined: set[str] = set()
+    for node in TREE.body:
+        defined |= defined_names(node)  # a function may call itself
+        used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        local = {a.arg for n in ast.walk(node) if isinstance(n, ast.arguments) for a in [*n.args, *n.kwonlyargs]}
+        local |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        later = (used & top_level) - defined - (local - defined_names(node))
+        assert not later, f"{sorted(defined_names(node))} uses {sorted(later)}, defined further down"
+
+
+def test_the_taught_library_knows_nothing_of_several_processes_or_mixed_precision():
+    # Notebook 05 points at engine.py for those; the loops a student reads in notebook 02 stay plain.
+    words = r"DistributedDataParallel|DistributedSampler|GradScaler|autocast|all_reduce|world_size|\brank\b|\bamp\b"
+    assert re.findall(words, UTILS) == []
+    imported = {n.module for n in ast.walk(TREE) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(TREE) if isinstance(n, ast.Import) for a in n.names}
+    assert "engine" not in imported and "train" not in imported
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_saved_cell_imports_from_utils_only_what_an_earlier_notebook_saved(notebook):
+    earlier = set()
+    for other in NOTEBOOKS:
+        if other == notebook:
+            break
+        for _, _, source in build_utils.saved_cells([other]):
+            earlier |= set().union(*(defined_names(node) for node in ast.parse(source).body))
+    for _, _, source in build_utils.saved_cells([notebook]):
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.ImportFrom) and node.module == "utils":
+                assert {a.name for a in node.names} <= earlier, ast.unparse(node)
+
+
+def test_the_first_notebook_explains_the_marker_before_its_first_saved_cell():
+    cells = json.loads(NOTEBOOKS[0].read_text())["cells"]
+    first = next(i for i, c in enumerate(cells) if "".join(c["source"]).startswith(build_utils.MARKER))
+    assert any("`#@save`" in "".join(c["source"]) for c in cells[:first] if c["cell_type"] == "markdown")
