@@ -9,8 +9,8 @@ needs on top of it, and imports utils for everything the notebooks already got r
 4. several processes under torchrun: ranks, sums over ranks, sharded loaders
 5. loaders for train.py: utils' loaders, sharded across processes where there are several
 6. mixed precision: autocast in bf16, or fp16 with gradient scaling
-7. the training loop: utils' loop plus mixed precision, divergence checks, ranks and resumable epochs
-8. checkpoints: resumable training state, safe loading, atomic writes
+7. checkpoints: resumable training state, safe loading, atomic writes
+8. the training loop: utils' loop plus mixed precision, divergence checks, ranks and resumable epochs
 """
 
 import contextlib
@@ -24,6 +24,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import TextIO
 from urllib.error import URLError
 
 import numpy as np
@@ -67,8 +68,8 @@ class CheckpointMismatchError(CourseError):
 
 
 def smoke_mode() -> bool:
-    """True when COURSE_SMOKE=1: tests shrink data and epochs but still use real data."""
-    return os.environ.get("COURSE_SMOKE", "").strip() not in ("", "0", "false", "False")
+    """True when COURSE_SMOKE is set to anything but 0 (as the notebooks' sizes cells read it): tiny runs, real data."""
+    return os.environ.get("COURSE_SMOKE", "0") not in ("", "0")
 
 
 def epochs(full: int, smoke: int = 1) -> int:
@@ -196,6 +197,11 @@ def all_gather(value) -> list:
     return values
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside a DistributedDataParallel (or similar) wrapper."""
+    return getattr(model, "module", model)
+
+
 def broadcast_buffers(model: nn.Module) -> None:
     """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
 
@@ -281,16 +287,18 @@ def get_loaders(name: str, batch_size: int, device: torch.device, limit: int | N
     augmentation = augmentation_name(name, augment)
     fast = loader == "fast"
     workers = utils.loader_kwargs(device, num_workers)
-    loaders = utils.get_loaders(
-        name, batch_size, device, limit=limit, test_limit=test_limit, val_size=val_size, seed=seed, loader=loader,
-        train_transform=None if fast else utils.train_transform(name, augmentation),
-        augment=utils.batch_augmentation(augmentation) if fast else None, **workers)
-    if world_size == 1:
+    single = world_size == 1
+    loaders = utils.get_loaders(  # under torchrun only its data sets are used (DataLoaders cost nothing to build)
+        name, batch_size, device, limit=limit, test_limit=test_limit, val_size=val_size, seed=seed,
+        loader=loader if single else "torchvision", train_transform=None if fast else utils.train_transform(
+            name, augmentation), augment=utils.batch_augmentation(augmentation) if fast and single else None,
+        **workers)
+    if single:
         return loaders
     train_set, eval_batch = loaders.train.dataset, utils.eval_batch_size(batch_size)
     if fast:
-        train = ShardedTensorLoader(train_set, name, device, batch_size, shuffle=True, augment=loaders.train.augment,
-                                    seed=seed, rank=rank, world_size=world_size)
+        train = ShardedTensorLoader(train_set, name, device, batch_size, shuffle=True, seed=seed, rank=rank,
+                                    world_size=world_size, augment=utils.batch_augmentation(augmentation))
 
         def evaluation(ds: Dataset) -> utils.TensorLoader:
             return utils.TensorLoader(shard(ds, rank, world_size), name, device, eval_batch)
@@ -337,154 +345,7 @@ def autocast(device: torch.device, amp: torch.dtype | None):
     return torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
 
 
-# ==================== 7. the training loop
-
-
-def progress_stream():
-    """Where progress bars go: stdout in Jupyter, which frames stderr as an error; stderr elsewhere,
-    so that `python train.py > log.txt` keeps the bars on the screen and the log clean."""
-    return sys.stdout if "ipykernel" in sys.modules else sys.stderr
-
-
-def check_finite(loss_sum: float, seen: int, device: torch.device) -> None:
-    """Raise NonFiniteLossError if the summed loss is NaN or infinite (on any process)."""
-    bad = not math.isfinite(loss_sum)
-    if distributed():  # every process must stop together, or the others wait forever
-        bad = all_reduce_sums([float(bad)], device)[0] > 0
-    if bad:
-        raise NonFiniteLossError(
-            f"the loss became {loss_sum / max(seen, 1)} within the first {seen} samples of the epoch: training "
-            "diverged. Lower the learning rate (or check the data normalisation).")
-
-
-def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device: torch.device,
-                desc: str = "train", scheduler=None, check_every: int = 50, amp: torch.dtype | None = None,
-                scaler: torch.amp.GradScaler | None = None, progress: bool = True,
-                leave: bool = True) -> tuple[float, float]:
-    """One pass over `loader`, like utils.train_epoch; returns the mean loss and accuracy over all processes.
-
-    Numbers are read back from the device (which makes the CPU wait for it) only every
-    `check_every` batches, to update the bar (rank 0's) and stop a diverged run, and once at the
-    end. `amp` runs forward and loss in that precision; float16 gradients are scaled so that small
-    ones do not round to zero (pass `scaler` to keep its calibrated scale across epochs).
-    """
-    model.train()
-    if amp == torch.float16 and scaler is None:
-        scaler = torch.amp.GradScaler(device.type)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
-    bar = tqdm(loader, desc=desc, mininterval=0.5, disable=not (progress and is_main_process()), leave=leave,
-               file=progress_stream())
-    for step, (images, labels) in enumerate(bar, start=1):
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, amp):
-            output = model(images)
-            loss = loss_fn(output, labels)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        if scheduler is not None:
-            scheduler.step()
-        loss_sum += loss.detach() * len(labels)
-        correct += (output.argmax(dim=1) == labels).sum()
-        seen += len(labels)
-        if step % check_every == 0 or step == len(loader):
-            total = loss_sum.item()
-            check_finite(total, seen, device)
-            bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct.item() / seen:.4f}", refresh=False)
-    total_loss, total_correct, seen = all_reduce_sums([loss_sum.item(), correct.item(), seen], device)
-    return total_loss / seen, total_correct / seen
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, loss_fn, device: torch.device,
-             amp: torch.dtype | None = None) -> tuple[float, float]:
-    """Mean loss and accuracy on held-out data, like utils.evaluate, summed over every process's shard."""
-    model = unwrap(model)  # no DDP collectives here: ranks may hold different numbers of batches
-    model.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
-    for images, labels in loader:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with autocast(device, amp):
-            output = model(images)
-        loss_sum += loss_fn(output.float(), labels) * len(labels)
-        correct += (output.argmax(dim=1) == labels).sum()
-        seen += len(labels)
-    total_loss, total_correct, seen = all_reduce_sums([loss_sum.item(), correct.item(), seen], device)
-    return total_loss / seen, total_correct / seen
-
-
-def seed_epoch(seed: int, epoch: int, loader) -> None:
-    """Reseed the global RNG (dropout) and the loader's order for one epoch.
-
-    Each epoch then depends only on (seed, epoch) and the weights, so a run resumed after epoch k
-    continues exactly like the uninterrupted run (bit for bit on the same CPU; GPU kernels may sum
-    in another order from run to run). Each rank draws its own dropout; the order is shared.
-    """
-    torch.manual_seed(utils.epoch_seed(seed, epoch) + RANK_SEED_STRIDE * process_rank())
-    reseed_loader(loader, seed, epoch)
-
-
-def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.optim.Optimizer, epochs: int,
-        device: torch.device, scheduler=None, *, history: list[dict] | None = None, seed: int = 0,
-        checkpoint: str | Path | None = None, extra: dict | None = None, verbose: bool = True,
-        amp: torch.dtype | None = None, test_loader=None) -> list[dict]:
-    """Train up to epoch `epochs`, like utils.fit, and return the history: one dict of metrics per epoch.
-
-    On top of utils.fit: mixed precision (`amp`), several processes, and resuming: it continues
-    after the last epoch in `history`. With `checkpoint`, the whole training state is saved there
-    after every epoch and, with a `val_loader`, the state with the lowest validation loss beside it
-    (`best_path`). Raises NonFiniteLossError if the loss diverges; an epoch that ends with a
-    non-finite loss is never saved, so the checkpoint on disk is the last good one. `test_loader`
-    is only for benchmarks of the time to reach a test accuracy: nothing may be chosen by it.
-    """
-    history = list(history) if history is not None else []
-    start = history[-1]["epoch"] + 1 if history else 1
-    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None  # one scale for the whole run
-    per_batch = isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)  # steps every batch
-    for epoch in range(start, epochs + 1):
-        seed_epoch(seed, epoch, train_loader)
-        tic = time.perf_counter()
-        train_loss, train_acc = train_epoch(model, train_loader, loss_fn, optimizer, device, f"epoch {epoch}/{epochs}",
-                                            scheduler if per_batch else None, amp=amp, scaler=scaler,
-                                            progress=verbose, leave=False)
-        lr = optimizer.param_groups[0]["lr"]  # the rate after the epoch's last step
-        if scheduler is not None and not per_batch:
-            scheduler.step()  # StepLR and the like: once per epoch
-        row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "lr": lr}
-        broadcast_buffers(model)  # every rank evaluates the model that rank 0 saves
-        if val_loader is not None:
-            row["val_loss"], row["val_accuracy"] = evaluate(model, val_loader, loss_fn, device, amp)
-        if test_loader is not None:
-            row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, loss_fn, device, amp)
-        row["seconds"] = time.perf_counter() - tic
-        bad = [k for k in ("train_loss", "val_loss", "test_loss") if k in row and not math.isfinite(row[k])]
-        if bad:  # e.g. the last step of the epoch broke the weights: do not save them
-            raise NonFiniteLossError(
-                f"epoch {epoch} ended with a non-finite {', '.join(bad)}: training diverged and this epoch was "
-                "not saved. Lower the learning rate (or check the data normalisation).")
-        history.append(row)
-        if verbose and is_main_process():
-            print(utils.format_epoch(row))
-        if checkpoint is not None and is_main_process():
-            save_training_state(checkpoint, model, optimizer, scheduler, history, extra)
-    return history
-
-
-# ==================== 8. checkpoints
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside a DistributedDataParallel (or similar) wrapper."""
-    return getattr(model, "module", model)
+# ==================== 7. checkpoints
 
 
 def best_path(path: str | Path) -> Path:
@@ -591,3 +452,145 @@ def atomic_save(obj, path: str | Path) -> None:
 def write_json(path: str | Path, obj) -> None:
     """Write JSON through a temp file and a rename, so a crash never leaves half a file."""
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), mode="w")
+
+
+# ==================== 8. the training loop
+
+
+def progress_stream() -> TextIO:
+    """Where progress bars go: stdout in Jupyter, which frames stderr as an error; stderr elsewhere,
+    so that `python train.py > log.txt` keeps the bars on the screen and the log clean."""
+    return sys.stdout if "ipykernel" in sys.modules else sys.stderr
+
+
+def check_finite(loss_sum: float, seen: int, device: torch.device) -> None:
+    """Raise NonFiniteLossError if the summed loss is NaN or infinite (on any process)."""
+    bad = not math.isfinite(loss_sum)
+    if distributed():  # every process must stop together, or the others wait forever
+        bad = all_reduce_sums([float(bad)], device)[0] > 0
+    if bad:
+        raise NonFiniteLossError(
+            f"the loss became {loss_sum / max(seen, 1)} within the first {seen} samples of the epoch: training "
+            "diverged. Lower the learning rate (or check the data normalisation).")
+
+
+def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device: torch.device,
+                scheduler=None, desc: str = "train", progress: bool = True, *, check_every: int = 50,
+                amp: torch.dtype | None = None, scaler: torch.amp.GradScaler | None = None,
+                leave: bool = True) -> tuple[float, float]:
+    """One pass over `loader`, like utils.train_epoch; returns the mean loss and accuracy over all processes.
+
+    Numbers are read back from the device (which makes the CPU wait for it) only every
+    `check_every` batches, to update the bar (rank 0's) and stop a diverged run, and once at the
+    end. `amp` runs forward and loss in that precision; float16 gradients are scaled so that small
+    ones do not round to zero (pass `scaler` to keep its calibrated scale across epochs).
+    """
+    model.train()
+    if amp == torch.float16 and scaler is None:
+        scaler = torch.amp.GradScaler(device.type)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    bar = tqdm(loader, desc=desc, mininterval=0.5, disable=not (progress and is_main_process()), leave=leave,
+               file=progress_stream())
+    for step, (images, labels) in enumerate(bar, start=1):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, amp):
+            output = model(images)
+            loss = loss_fn(output, labels)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum += loss.detach() * len(labels)
+        correct += (output.argmax(dim=1) == labels).sum()
+        seen += len(labels)
+        if step % check_every == 0 or step == len(loader):
+            total = loss_sum.item()
+            check_finite(total, seen, device)
+            bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct.item() / seen:.4f}", refresh=False)
+    total_loss, total_correct, seen = all_reduce_sums([loss_sum.item(), correct.item(), seen], device)
+    return total_loss / seen, total_correct / seen
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, loss_fn, device: torch.device,
+             amp: torch.dtype | None = None) -> tuple[float, float]:
+    """Mean loss and accuracy on held-out data, like utils.evaluate, summed over every process's shard."""
+    model = unwrap(model)  # no DDP collectives here: ranks may hold different numbers of batches
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    for images, labels in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with autocast(device, amp):
+            output = model(images)
+        loss_sum += loss_fn(output.float(), labels) * len(labels)
+        correct += (output.argmax(dim=1) == labels).sum()
+        seen += len(labels)
+    total_loss, total_correct, seen = all_reduce_sums([loss_sum.item(), correct.item(), seen], device)
+    return total_loss / seen, total_correct / seen
+
+
+def seed_epoch(seed: int, epoch: int, loader) -> None:
+    """Reseed the global RNG (dropout) and the loader's order for one epoch.
+
+    Each epoch then depends only on (seed, epoch) and the weights, so a run resumed after epoch k
+    continues exactly like the uninterrupted run (bit for bit on the same CPU; GPU kernels may sum
+    in another order from run to run). Each rank draws its own dropout; the order is shared.
+    """
+    torch.manual_seed(utils.epoch_seed(seed, epoch) + RANK_SEED_STRIDE * process_rank())
+    reseed_loader(loader, seed, epoch)
+
+
+def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.optim.Optimizer, epochs: int,
+        device: torch.device, scheduler=None, *, history: list[dict] | None = None, seed: int = 0,
+        checkpoint: str | Path | None = None, extra: dict | None = None, verbose: bool = True,
+        amp: torch.dtype | None = None, test_loader=None) -> list[dict]:
+    """Train up to epoch `epochs`, like utils.fit, and return the history: one dict of metrics per epoch.
+
+    On top of utils.fit: mixed precision (`amp`), several processes, and resuming: it continues
+    after the last epoch in `history`. With `checkpoint`, the whole training state is saved there
+    after every epoch and, with a `val_loader`, the state with the lowest validation loss beside it
+    (`best_path`). Raises NonFiniteLossError if the loss diverges; an epoch that ends with a
+    non-finite loss is never saved, so the checkpoint on disk is the last good one. `test_loader`
+    is only for benchmarks of the time to reach a test accuracy: nothing may be chosen by it.
+    """
+    history = list(history) if history is not None else []
+    start = history[-1]["epoch"] + 1 if history else 1
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None  # one scale for the whole run
+    per_batch = isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)  # steps every batch
+    for epoch in range(start, epochs + 1):
+        seed_epoch(seed, epoch, train_loader)
+        tic = time.perf_counter()
+        train_loss, train_acc = train_epoch(model, train_loader, loss_fn, optimizer, device,
+                                            scheduler if per_batch else None, f"epoch {epoch}/{epochs}", verbose,
+                                            amp=amp, scaler=scaler, leave=False)
+        lr = optimizer.param_groups[0]["lr"]  # the rate after the epoch's last step
+        if scheduler is not None and not per_batch:
+            scheduler.step()  # StepLR and the like: once per epoch
+        row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "lr": lr}
+        broadcast_buffers(model)  # every rank evaluates the model that rank 0 saves
+        if val_loader is not None:
+            row["val_loss"], row["val_accuracy"] = evaluate(model, val_loader, loss_fn, device, amp)
+        if test_loader is not None:
+            row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, loss_fn, device, amp)
+        row["seconds"] = time.perf_counter() - tic
+        bad = [k for k in ("train_loss", "val_loss", "test_loss") if k in row and not math.isfinite(row[k])]
+        if bad:  # e.g. the last step of the epoch broke the weights: do not save them
+            raise NonFiniteLossError(
+                f"epoch {epoch} ended with a non-finite {', '.join(bad)}: training diverged and this epoch was "
+                "not saved. Lower the learning rate (or check the data normalisation).")
+        history.append(row)
+        if verbose and is_main_process():
+            print(utils.format_epoch(row))
+        if checkpoint is not None and is_main_process():
+            save_training_state(checkpoint, model, optimizer, scheduler, history, extra)
+    return history

@@ -23,6 +23,7 @@ this). The machinery (several processes, mixed precision, checkpoints) is in eng
 """
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -88,7 +89,7 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--scheduler", choices=["step", "onecycle", "none"], help="StepLR, or OneCycleLR over the run")
     p.add_argument("--step-size", type=positive_int, help="StepLR period in epochs")
     p.add_argument("--gamma", type=positive_float, default=0.1, help="StepLR factor")
-    p.add_argument("--seed", type=int, default=1, help="random seed")
+    p.add_argument("--seed", type=non_negative_int, default=1, help="random seed")
     p.add_argument("--limit", type=positive_int, help="use only the first N training samples (None: all)")
     p.add_argument("--val-size", type=int, default=0, help="training samples held out to judge every epoch by")
     augment = p.add_mutually_exclusive_group()
@@ -161,14 +162,13 @@ def unwritable(path: str) -> str | None:
         return "is a directory, expected a file path"
     made = [f for f in (folder, *folder.parents) if not f.exists()]  # deepest first
     try:
-        if made:
-            folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)  # exist_ok: under torchrun every rank checks at once
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as err:
         for f in made:  # a refused path leaves nothing behind
-            if f.is_dir():
+            with contextlib.suppress(OSError):  # another rank's file may be in it by now
                 f.rmdir()
-        return f"cannot write a file in {folder} ({err.strerror})"
+        return f"cannot write a file in {folder} ({err.strerror}); expected a path in a folder you can write to"
     return None
 
 
@@ -288,7 +288,7 @@ def run(args: argparse.Namespace, build=None) -> dict:
     log(describe_recipe(args, amp))
     utils.set_seed(args.seed)  # same seed on every rank: identical initial weights
     loaders = engine.get_loaders(
-        args.dataset, args.batch_size, device, limit=args.limit, test_limit=engine.data_limit(smoke=2000),
+        args.dataset, args.batch_size, device, limit=args.limit, test_limit=engine.data_limit(),
         val_size=args.val_size, augment=augment_setting(args), seed=args.seed, loader=args.loader,
         num_workers=args.num_workers, rank=rank, world_size=world_size,
     )

@@ -12,7 +12,6 @@ import sys
 if sys.version_info < (3, 10):  # noqa: UP036 - checked first: the code below writes types as `X | None`
     raise RuntimeError(f"the course needs Python 3.10 or newer; this is Python {sys.version.split()[0]}")
 
-import copy
 import functools
 import importlib.util
 import os
@@ -31,7 +30,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 from torchvision import datasets, transforms
 from tqdm import tqdm
-
 
 # ==================== 01_tensors.ipynb · 1. Creating tensors, reproducibly
 
@@ -62,7 +60,7 @@ def get_device(preferred: str = "auto") -> torch.device:
 
 # ==================== 02_first_network.ipynb · 2. The data pipeline, by hand
 
-# Mean and standard deviation of the training pixels, scaled to [0, 1] (notebook 03 computes them).
+# Mean and standard deviation of the training pixels, scaled to [0, 1] (notebooks 03 and 04 compute them).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))

@@ -111,7 +111,9 @@ def test_dataloader_settings_suit_the_device(data_root, device):
         assert kwargs["num_workers"] == 0  # workers would compete with the training for the same cores
     else:
         assert kwargs["num_workers"] >= 1  # the CPU is otherwise idle while the accelerator computes
-    images, labels = next(iter(utils.get_loaders("mnist", 64, device, limit=256).train))
+    train = engine.get_loaders("mnist", 64, device, limit=256).train  # train.py's torchvision loader
+    assert (train.num_workers, train.pin_memory) == (kwargs["num_workers"], kwargs["pin_memory"])
+    images, labels = next(iter(train))
     assert images.to(device).device.type == device.type and len(labels) == 64
 
 

@@ -214,6 +214,21 @@ def test_notebooks_ask_colab_for_a_gpu_runtime():
         assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType") == "T4", notebook.name
 
 
+def test_taught_bars_go_to_stdout_and_the_engines_to_stderr_outside_jupyter(monkeypatch):
+    # A notebook frames stderr as an error; `python train.py > log.txt` should keep bars out of the log.
+    import inspect
+    import types
+
+    import engine
+    import utils
+
+    assert "file=sys.stdout" in inspect.getsource(utils.train_epoch)
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert engine.progress_stream() is sys.stderr
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert engine.progress_stream() is sys.stdout
+
+
 def test_progress_bars_are_reduced_to_their_final_frame():
     frames = "epoch 1/2:   0%|  | 0/3\repoch 1/2:  67%|# | 2/3\repoch 1/2: 100%|##| 3/3\nepoch 1: loss 0.5\n"
     assert run_notebooks.final_frames(frames) == "epoch 1/2: 100%|##| 3/3\nepoch 1: loss 0.5\n"

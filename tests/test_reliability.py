@@ -107,7 +107,7 @@ def test_resume_takes_the_checkpoints_options(sgd_checkpoint, tmp_path):
 
 def test_resume_of_a_model_this_script_does_not_have_is_refused(sgd_checkpoint, tmp_path, capsys):
     state = engine.load_checkpoint(sgd_checkpoint)
-    state["extra"]["args"]["model"] = "compact_no_dropout"  # e.g. an ablation variant of benchmarks/results.py
+    state["extra"]["args"]["model"] = "compact_no_dropout"  # e.g. a model of another version of the course
     torch.save(state, tmp_path / "variant.pt")
     err = exit_message(["--resume", str(tmp_path / "variant.pt")], capsys)
     assert "was trained with model 'compact_no_dropout', which is not one of" in err and "Traceback" not in err

@@ -29,7 +29,7 @@ def defined_names(node: ast.stmt) -> set[str]:
 
 
 def test_utils_is_the_saved_cells_word_for_word():
-    assert build_utils.build(NOTEBOOKS) == UTILS, "run: python tools/build_utils.py (or edit the notebook, not utils.py)"
+    assert build_utils.build(NOTEBOOKS) == UTILS, "edit the notebook, not utils.py; then python tools/build_utils.py"
 
 
 def test_the_build_tool_reports_a_hand_edit(tmp_path, monkeypatch, capsys):
@@ -90,3 +90,37 @@ def test_the_first_notebook_explains_the_marker_before_its_first_saved_cell():
     cells = json.loads(NOTEBOOKS[0].read_text())["cells"]
     first = next(i for i, c in enumerate(cells) if "".join(c["source"]).startswith(build_utils.MARKER))
     assert any("`#@save`" in "".join(c["source"]) for c in cells[:first] if c["cell_type"] == "markdown")
+
+
+# --------------------------------------------------------------------------- the engine runs the taught loop
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "step"])
+def test_the_engine_trains_exactly_like_the_taught_fit_on_one_cpu(data_root, schedule, capsys):
+    # train.py's engine.fit adds resuming, ranks, mixed precision and checks around utils.fit's loop;
+    # for one process in float32 it must compute the same: OneCycleLR per batch, StepLR per epoch,
+    # the same reseeding per epoch (dropout masks and the fast loader's order and augmentation).
+    import torch
+    import torch.nn.functional as F
+
+    import engine
+    import model
+    import utils
+
+    cpu = torch.device("cpu")
+    results = []
+    for fit in (utils.fit, engine.fit):
+        loaders = utils.get_loaders("mnist", 64, cpu, limit=1200, val_size=200, seed=3, loader="fast",
+                                    augment=utils.batch_augmentation("rotate"))
+        torch.manual_seed(0)
+        net = model.build("compact")  # dropout and BatchNorm: both depend on the seeds and the order
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.05, epochs=2, steps_per_epoch=len(loaders.train))
+                     if schedule == "onecycle" else torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5))
+        history = fit(net, loaders.train, loaders.val, F.cross_entropy, optimizer, 2, cpu, scheduler, seed=3,
+                      verbose=False)
+        results.append((net.state_dict(), [{k: v for k, v in row.items() if k != "seconds"} for row in history]))
+    (taught, taught_history), (engine_state, engine_history) = results
+    assert taught_history == engine_history
+    assert all(torch.equal(taught[key], engine_state[key]) for key in taught)
+    assert capsys.readouterr().out == ""  # verbose=False: no bars, no lines

@@ -108,7 +108,7 @@ def build(notebooks: list[Path]) -> str:
         heading = f"# ==================== {notebook} · {section}"
         parts.append(body if heading == last_heading else f"{heading}\n\n{body}")
         last_heading = heading
-    return HEADER + "\n" + import_lines(imports) + "\n\n\n" + "\n\n\n".join(parts) + "\n"
+    return HEADER + "\n" + import_lines(imports) + "\n\n" + "\n\n\n".join(parts) + "\n"  # as ruff's isort spaces it
 
 
 def main(argv: list[str] | None = None) -> int:
