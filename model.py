@@ -10,7 +10,6 @@ or log-probabilities (`log_softmax`), to train with `F.nll_loss`. The training c
 (`RECIPES[name]["loss"]` for train.py); nothing here changes it behind your back.
 """
 
-import functools
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -269,6 +268,41 @@ class CompactNet(nn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
+# --------------------------------------------------------------------------- train.py's default
+
+class QuickNet(nn.Module):
+    """train.py's default (12,026 parameters): a stride-2 first convolution, then five 3x3 convs of 16 channels.
+
+    Returns logits (train with `F.cross_entropy`). CompactNet's ingredients (thin 3x3 convolutions with
+    BatchNorm, global average pooling, a 1x1 classifier, no large fully connected layer) with the
+    downsampling moved into the first layer: a stride-2 convolution computes every other position
+    only, so no layer works on 26x26 maps and no max-pool runs; the layers after it can afford 16
+    channels. Layer plan (output side, receptive field): conv 1->16 stride 2 (13, 3), conv 16->16
+    padded (13, 7), four convs 16->16 (11, 9, 7, 5; 11 to 23), global average pool, 1x1 conv 16 -> 10.
+    No dropout. How it was chosen: benchmarks/README.md, "Speed".
+    """
+
+    def __init__(self, width: int = 16, depth: int = 5) -> None:
+        super().__init__()
+
+        def block(c_in: int, c_out: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
+            """3x3 conv (no bias: BatchNorm has one) -> BatchNorm -> ReLU."""
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=padding, bias=False),
+                                 nn.BatchNorm2d(c_out), nn.ReLU())
+
+        self.features = nn.Sequential(
+            block(1, width, stride=2),  # 28 -> 13
+            block(width, width, padding=1),
+            *[block(width, width) for _ in range(depth - 1)],  # 13 -> 11 -> 9 -> 7 -> 5
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.classifier = nn.Conv2d(width, 10, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x)
+        return torch.flatten(self.classifier(self.features(x)), 1)
+
+
 # --------------------------------------------------------------------------- small Fashion-MNIST net
 
 class FashionBestNet(nn.Module):
@@ -303,7 +337,7 @@ class FashionBestNet(nn.Module):
 
 # --------------------------------------------------------------------------- registry
 
-# Registry name -> what builds the network: a class, or a class with other settings (functools.partial).
+# Registry name -> what builds the network (a class; a function or functools.partial would do too).
 MODELS: dict[str, Callable[[], nn.Module]] = {
     "mlp": MLP,
     "lenet": LeNet,
@@ -311,9 +345,7 @@ MODELS: dict[str, Callable[[], nn.Module]] = {
     "s5": S5Net,
     "fashion": FashionNet,
     "compact": CompactNet,
-    # train.py's default: CompactNet without dropout, whose random masks cost much of a CPU training step and
-    # bought nothing measurable on a validation split (benchmarks/README.md, "Speed").
-    "quick": functools.partial(CompactNet, dropout=0.0),
+    "quick": QuickNet,  # train.py's default
     "fashion_best": FashionBestNet,
 }
 

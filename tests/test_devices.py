@@ -27,12 +27,12 @@ CPU = torch.device("cpu")
 # Pixels after normalisation lie in about [-0.42, 2.82]; one unit in the last place of a float32 there is
 # at most 2.4e-7. A GPU divides by the standard deviation as a multiplication by its reciprocal.
 PIXEL_TOLERANCE = 1e-5
-# train.py with TRAIN_ARGS on the CPU, seeds 1-5: test accuracy 88.77-94.12%; seed 1 (used here) 92.26%,
-# so the unluckiest seed cost 3.5 points.
+# train.py (its default, QuickNet) with TRAIN_ARGS on the CPU, seeds 1-5: test accuracy 92.68-94.96%, seed 1
+# (used here) 93.16%. A device's run is judged like another seed's: within that whole 2.3-point spread.
 TRAIN_ARGS = ["--epochs", "2", "--limit", "2500", "--val-size", "500", "--batch-size", "32"]
-TRAIN_MARGIN = 0.035
-# One epoch of `quick` on 2,000 images, batch 32, on the CPU: training accuracy 0.485 for seed 0 (used
-# here), 0.43-0.53 for seeds 0-2 (the unluckiest 0.056 lower); bf16 or fp16 autocast within 0.011 of float32.
+TRAIN_MARGIN = 0.023
+# One epoch of CompactNet without dropout on 2,000 images, batch 32, on the CPU: training accuracy 0.485 for
+# seed 0 (used here), 0.43-0.53 for seeds 0-2 (the unluckiest 0.056 lower); bf16 or fp16 within 0.011 of float32.
 AMP_MARGIN = 0.056
 
 
@@ -118,10 +118,10 @@ def test_dataloader_settings_suit_the_device(data_root, device):
 
 
 def one_amp_epoch(device: torch.device, amp: torch.dtype | None) -> tuple[float, float, set]:
-    """One epoch of `quick` in `amp` precision: training loss, accuracy, and the first conv's output dtypes."""
+    """One epoch of CompactNet without dropout in `amp` precision: training loss, accuracy, the first conv's dtypes."""
     loader = engine.get_loaders("mnist", 32, device, limit=2000, loader="fast").train  # with MNIST's rotation
     torch.manual_seed(0)
-    net = model.build("quick").to(device)
+    net = model.CompactNet(dropout=0.0).to(device)  # the network the margins above were measured with
     seen = set()
     net.features[0][0].register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
