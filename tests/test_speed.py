@@ -61,7 +61,7 @@ def test_time_to_accuracy_writes_json_and_a_side_by_side_table(data_root, tmp_pa
     assert runs["default"]["process_seconds"] > runs["default"]["wall_seconds"]  # start-up and data loading too
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
-    assert "| PyTorch MNIST example (seed 1) | 1,199,882 |" in text and "| python train.py --seed 1 | 5,862 |" in text
+    assert "| PyTorch MNIST example (seed 1) | 1,199,882 |" in text and "| python train.py --seed 1 | 12,026 |" in text
 
 
 def test_bad_options_are_refused_before_any_work(capsys, tmp_path):
