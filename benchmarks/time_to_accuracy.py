@@ -88,7 +88,7 @@ def train_reference(device: torch.device, path: str, seed: int = 1) -> None:
     """The reference recipe's epochs, test accuracy after each; its history is written to `path`."""
     utils.set_seed(seed)
     loaders = engine.get_loaders("mnist", 64, device, limit=engine.data_limit(),
-                                 test_limit=engine.data_limit(smoke=2000), augment=False, loader="torchvision",
+                                 test_limit=engine.data_limit(), augment=False, loader="torchvision",
                                  seed=seed)
     net = ReferenceNet().to(device)
     optimizer = torch.optim.Adadelta(net.parameters(), lr=1.0)

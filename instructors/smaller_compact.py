@@ -10,6 +10,9 @@ accuracy after the last epoch, next to CompactNet's from benchmarks/results.json
 """
 
 import argparse
+import contextlib
+import functools
+import io
 import json
 import statistics
 import sys
@@ -18,7 +21,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import engine  # noqa: E402
 import model  # noqa: E402
 import train  # noqa: E402
 import utils  # noqa: E402
@@ -29,16 +31,9 @@ CHANNELS = (8, 8, 10, 10, 12, 12)  # CompactNet's six widths are (8, 10, 10, 12,
 def validation_accuracy(seed: int) -> float:
     """One run of CompactNet's recipe with the candidate; its validation accuracy after the last epoch."""
     args = train.parse_args(["--model", "compact", "--val-size", "10000", "--seed", str(seed)])  # the recipe
-    device = utils.get_device(args.device)
-    utils.set_seed(args.seed)
-    loaders = engine.get_loaders(args.dataset, args.batch_size, device, val_size=args.val_size,
-                                 augment=train.augment_setting(args), seed=args.seed, loader=args.loader)
-    net = model.CompactNet(channels=CHANNELS).to(device)  # the only change from train.run
-    optimizer = train.make_optimizer(args, net)
-    scheduler = train.make_scheduler(args, optimizer, len(loaders.train))
-    history = engine.fit(net, loaders.train, loaders.val, train.LOSSES[args.loss], optimizer, args.epochs, device,
-                         scheduler, seed=args.seed, verbose=False)
-    return history[-1]["val_accuracy"]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its log and bars
+        result = train.run(args, functools.partial(model.CompactNet, channels=CHANNELS))  # only the network differs
+    return result["history"][-1]["val_accuracy"]
 
 
 def main() -> int:
