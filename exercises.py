@@ -6,8 +6,9 @@ holds the `...` placeholder. It returns nothing, so a notebook shows only that l
 solution is in the notebook, behind "Solution". tests/test_exercises.py checks that every reference
 solution passes and a typical wrong answer fails with its explanation.
 
-The functions come in notebook order: 01 tensors, 02 first network, 03 convnets, 04 Fashion-MNIST,
-05 devices, 06 nn.Sequential, 07 small models.
+The functions come in notebook order: 01 tensors, 02 first network, 03 training, 04 convolutions,
+05 training a convnet, 06 Fashion-MNIST, 07 devices, 08 nn.Sequential, 09 small models (the optional
+notebooks 04b and 05b have no exercises).
 """
 
 from __future__ import annotations
@@ -125,27 +126,8 @@ def check_batches_per_epoch(batches) -> None:
     )
 
 
-def check_dropout_values(values) -> None:
-    """02.2: the set of values nn.Dropout(p=0.5) can output for an input of ones, in train mode."""
-    if unanswered(values):
-        return
-    try:
-        answer = {float(v) for v in values}
-    except (TypeError, ValueError):
-        return verdict(False, f"Expected a set of numbers such as {{0.0, 1.0}}, got {values!r}.")
-    if answer == {0.0, 2.0}:
-        return verdict(True, "a dropped unit gives 0 and a kept one is scaled by 1 / (1 - p) = 2, so the expected "
-                             "output stays 1 and eval() mode (where dropout is the identity) needs no rescaling.")
-    if answer == {0.0, 1.0}:
-        return verdict(False, "PyTorch's dropout also scales the kept values by 1 / (1 - p), so that the average "
-                              "output in train mode equals the output in eval mode.")
-    if answer == {0.0, 0.5}:
-        return verdict(False, "kept values are divided by (1 - p), not multiplied by it.")
-    return verdict(False, "Try it: nn.Dropout(0.5)(torch.ones(1000)).unique() in train mode.")
-
-
 def check_cross_entropy(my_cross_entropy) -> None:
-    """02.3: a function (logits, labels) -> mean cross-entropy from its formula, stable even for very large logits."""
+    """02.2: a function (logits, labels) -> mean cross-entropy from its formula, stable even for very large logits."""
     if unanswered(my_cross_entropy):
         return
     try:
@@ -185,10 +167,43 @@ def check_cross_entropy(my_cross_entropy) -> None:
                          "finite for huge logits.")
 
 
-# ==================== 03 convnets
+# ==================== 03 training
+
+def check_dropout_values(values) -> None:
+    """03.1: the set of values nn.Dropout(p=0.5) can output for an input of ones, in train mode."""
+    if unanswered(values):
+        return
+    try:
+        answer = {float(v) for v in values}
+    except (TypeError, ValueError):
+        return verdict(False, f"Expected a set of numbers such as {{0.0, 1.0}}, got {values!r}.")
+    if answer == {0.0, 2.0}:
+        return verdict(True, "a dropped unit gives 0 and a kept one is scaled by 1 / (1 - p) = 2, so the expected "
+                             "output stays 1 and eval() mode (where dropout is the identity) needs no rescaling.")
+    if answer == {0.0, 1.0}:
+        return verdict(False, "PyTorch's dropout also scales the kept values by 1 / (1 - p), so that the average "
+                              "output in train mode equals the output in eval mode.")
+    if answer == {0.0, 0.5}:
+        return verdict(False, "kept values are divided by (1 - p), not multiplied by it.")
+    return verdict(False, "Try it: nn.Dropout(0.5)(torch.ones(1000)).unique() in train mode.")
+
+
+
+def check_schedule_steps(steps) -> None:
+    """03.2: scheduler.step() calls of a OneCycleLR built for 15 epochs of 391 batches."""
+    return check_number(
+        steps, 15 * 391, "OneCycleLR steps once after every batch: 15 epochs x 391 batches. Stepped once per epoch "
+                         "it would stay in its warm-up.",
+        {15: "that is once per epoch, like StepLR; OneCycleLR is built for epochs x steps_per_epoch steps.",
+         391: "that is one epoch's batches; the schedule spans the whole run."},
+        "It steps once per batch, over every epoch of the run.",
+    )
+
+
+# ==================== 04 convolutions
 
 def check_output_size(size) -> None:
-    """03.1: width of Conv2d(1, 32, kernel_size=5, stride=2, padding=1)'s output for a 28x28 input."""
+    """04.1: width of Conv2d(1, 32, kernel_size=5, stride=2, padding=1)'s output for a 28x28 input."""
     return check_number(
         size, 13, "floor((28 + 2*1 - 5) / 2) + 1 = floor(12.5) + 1 = 13.",
         {12: "floor((28 + 2 - 5) / 2) = 12 counts the steps; add 1 for the first position.",
@@ -199,7 +214,7 @@ def check_output_size(size) -> None:
 
 
 def check_receptive_field(rf) -> None:
-    """03.2: receptive field of model.FashionNet after conv2 (5x5 conv, 2x2 pool, 5x5 conv)."""
+    """04.2: receptive field of model.FashionNet after conv2 (5x5 conv, 2x2 pool, 5x5 conv)."""
     return check_number(
         rf, 14, "conv1: 1 + 4 = 5 (jump 1); pool: 5 + 1 = 6 (jump 2); conv2: 6 + 4 * 2 = 14.",
         {9: "after the pool each step of conv2 moves 2 input pixels (jump 2): conv2 adds 4 * 2, not 4.",
@@ -209,8 +224,10 @@ def check_receptive_field(rf) -> None:
     )
 
 
+# ==================== 05 training a convnet
+
 def check_most_confused(cm, pair) -> None:
-    """03.3: (true digit, predicted digit) of the most frequent mistake in confusion matrix `cm`."""
+    """05.1: (true digit, predicted digit) of the most frequent mistake in confusion matrix `cm`."""
     if unanswered(pair):
         return
     counts = torch.as_tensor(cm).clone()
@@ -232,10 +249,32 @@ def check_most_confused(cm, pair) -> None:
                           "its column the prediction.")
 
 
-# ==================== 04 Fashion-MNIST
+def check_normalised_pixel(value) -> None:
+    """05.2: a mid-grey pixel (0.5 after ToTensor) after Normalize((0.1307,), (0.3081,)), to 2 decimals."""
+    if unanswered(value):
+        return
+    try:
+        answer = round(float(value), 2)
+    except (TypeError, ValueError):
+        return verdict(False, f"Expected a number, got {value!r}.")
+    if math.isclose(answer, round((0.5 - 0.1307) / 0.3081, 2)):
+        return verdict(True, "Normalize subtracts the mean, then divides by the standard deviation: "
+                             "(0.5 - 0.1307) / 0.3081.")
+    known = {round(0.5 - 0.1307, 2): "you subtracted the mean but did not divide by the standard deviation.",
+             round(0.5 / 0.3081, 2): "you divided by the standard deviation without subtracting the mean first.",
+             round(0.5 * 0.3081 + 0.1307, 2): "that undoes a normalisation (x * std + mean); Normalize goes the "
+                                               "other way.",
+             round((0.5 - 0.1307) * 0.3081, 2): "Normalize divides by the standard deviation, it does not multiply."}
+    for wrong, why in known.items():
+        if math.isclose(answer, wrong):
+            return verdict(False, f"{answer} is a common mistake: {why}")
+    return verdict(False, f"{answer} is not it. Normalize computes (x - mean) / std for every pixel.")
+
+
+# ==================== 06 Fashion-MNIST
 
 def check_precision(cm, precision) -> None:
-    """04.1: per-class precision from confusion matrix `cm` (rows: true classes, columns: predictions)."""
+    """06.1: per-class precision from confusion matrix `cm` (rows: true classes, columns: predictions)."""
     if unanswered(precision):
         return
     counts = torch.as_tensor(cm, dtype=torch.float64)
@@ -256,7 +295,7 @@ def check_precision(cm, precision) -> None:
 
 
 def check_run_count(runs) -> None:
-    """04.2: how many runs get_runs makes for lr [0.01, 0.001, 0.003], batch_size [100, 1000], num_workers [0, 2]."""
+    """06.2: how many runs get_runs makes for lr [0.01, 0.001, 0.003], batch_size [100, 1000], num_workers [0, 2]."""
     return check_number(
         runs, 12, "every combination: 3 * 2 * 2 = 12 (itertools.product).",
         {7: "the counts are multiplied, not added: each learning rate is tried with every batch size and "
@@ -265,10 +304,10 @@ def check_run_count(runs) -> None:
     )
 
 
-# ==================== 05 devices
+# ==================== 07 devices
 
 def check_moves(lines) -> None:
-    """05.1: with x on the CPU and a GPU as `device`, which lines leave y on the GPU (a set of letters)."""
+    """07.1: with x on the CPU and a GPU as `device`, which lines leave y on the GPU (a set of letters)."""
     if unanswered(lines):
         return
     if isinstance(lines, str):  # "a, c" or "ac": the letters in it
@@ -291,7 +330,7 @@ def check_moves(lines) -> None:
 
 
 def check_optimizer_order(choice) -> None:
-    """05.2: what happens when Adam is created before network.to(device) (multiple choice a/b/c)."""
+    """07.2: what happens when Adam is created before network.to(device) (multiple choice a/b/c)."""
     if unanswered(choice):
         return
     answer = str(choice).strip().lower()
@@ -310,10 +349,10 @@ def check_optimizer_order(choice) -> None:
     return verdict(False, "Answer 'a', 'b' or 'c'.")
 
 
-# ==================== 06 nn.Sequential
+# ==================== 08 nn.Sequential
 
 def check_lenet_sequential(net) -> None:
-    """06.1: LeNet written as nn.Sequential that accepts 28x28 digits and returns 10 scores per image."""
+    """08.1: LeNet written as nn.Sequential that accepts 28x28 digits and returns 10 scores per image."""
     if unanswered(net):
         return
     if not isinstance(net, nn.Sequential):
@@ -361,7 +400,7 @@ def check_lenet_sequential(net) -> None:
 
 
 def check_sequential_params(count) -> None:
-    """06.2: parameters of Linear(784, 128), ReLU, Linear(128, 64), ReLU, Linear(64, 10) in an nn.Sequential."""
+    """08.2: parameters of Linear(784, 128), ReLU, Linear(128, 64), ReLU, Linear(64, 10) in an nn.Sequential."""
     return check_number(
         count, 109_386, "784 * 128 + 128 = 100,480, then 128 * 64 + 64 = 8,256 and 64 * 10 + 10 = 650: 109,386.",
         {109_184: "each Linear also has one bias per output unit: + 128 + 64 + 10.",
@@ -371,10 +410,10 @@ def check_sequential_params(count) -> None:
     )
 
 
-# ==================== 07 small models
+# ==================== 09 small models
 
 def check_classifier_params(count) -> None:
-    """07.1: parameters of nn.Flatten() + nn.Linear on CompactNet's last map (14 channels, 6 x 6) to 10 classes."""
+    """09.1: parameters of nn.Flatten() + nn.Linear on CompactNet's last map (14 channels, 6 x 6) to 10 classes."""
     return check_number(
         count, 5_050, "14 * 6 * 6 = 504 inputs: 504 * 10 + 10 = 5,050, against 150 for the 1x1 classifier.",
         {5_040: "+ 10 biases, one per class.",
@@ -385,7 +424,7 @@ def check_classifier_params(count) -> None:
 
 
 def check_pool_later(rf) -> None:
-    """07.2: final receptive field of CompactNet with its max-pool after the third convolution (unpadded)."""
+    """09.2: final receptive field of CompactNet with its max-pool after the third convolution (unpadded)."""
     return check_number(
         rf, 20, "3, 5, 7 before the pool (jump 1), 8 after it (jump 2), then 12, 16, 20.",
         {22: "that is today's network: with the pool one layer later, the third convolution steps 1 pixel at "

@@ -60,7 +60,7 @@ def get_device(preferred: str = "auto") -> torch.device:
 
 # ==================== 02_first_network.ipynb · 2. The data pipeline, by hand
 
-# Mean and standard deviation of the training pixels, scaled to [0, 1] (notebooks 03 and 04 compute them).
+# Mean and standard deviation of the training pixels, scaled to [0, 1] (notebooks 05 and 06 compute them).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
@@ -144,119 +144,7 @@ def show_images(images: torch.Tensor, labels, name: str, title: str = "Images", 
     return fig
 
 
-# ==================== 02_first_network.ipynb · 6. The course's helpers: the same loops, saved
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch of a run: a function of (seed, epoch) only, so epochs can be replayed."""
-    return seed * 10_000 + epoch
-
-
-def base_and_indices(ds: Dataset) -> tuple[Dataset, torch.Tensor]:
-    """The torchvision data set under (nested) Subsets, and the indices of the samples they select."""
-    indices = torch.arange(len(ds))
-    while isinstance(ds, Subset):
-        indices = torch.as_tensor(list(ds.indices))[indices]
-        ds = ds.dataset
-    return ds, indices
-
-
-class TensorLoader:
-    """A whole data set held as one uint8 tensor on the device, served as normalised batches.
-
-    Iterate it like a DataLoader of (images, labels); `len()` counts batches, `.dataset` is the data
-    set it serves. Each epoch's order comes from a seeded generator on the CPU, so a seed gives the
-    same batches on every device; `set_epoch(epoch)` reseeds it. `augment(batch, generator)`, if
-    given, changes every batch on the device (notebook 03 writes one).
-    """
-
-    def __init__(self, dataset: Dataset, name: str, device: torch.device, batch_size: int = 128,
-                 shuffle: bool = False, augment=None, seed: int = 0) -> None:
-        base, indices = base_and_indices(dataset)
-        info = dataset_info(name)
-        self.dataset, self.device = dataset, torch.device(device)
-        self.images = base.data[indices].unsqueeze(1).to(self.device)  # uint8 (N, 1, 28, 28): 4x smaller than float
-        self.labels = torch.as_tensor(base.targets)[indices].to(self.device)
-        self.mean, self.std = info["mean"], info["std"]
-        self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Reseed the order (and the augmentation) for this epoch."""
-        self.generator.manual_seed(epoch_seed(self.seed, epoch))
-
-    def order(self) -> torch.Tensor:
-        """The sample indices of one epoch, on the device."""
-        n = len(self.labels)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        return order.to(self.device)
-
-    def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)  # ceil: the last batch may be smaller
-
-    def __iter__(self):
-        order = self.order()
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            x = torch.index_select(self.images, 0, idx).float().div_(255)  # like ToTensor: [0, 1]
-            if self.augment is not None:
-                x = self.augment(x, self.generator)
-            yield x.sub_(self.mean).div_(self.std), torch.index_select(self.labels, 0, idx)
-
-
-def split_indices(n: int, val_size: int, seed: int = 0) -> tuple[list[int], list[int]]:
-    """A seeded random split of range(n) into (training indices, validation indices), as random_split draws it."""
-    if not 0 < val_size < n:
-        raise ValueError(f"val_size must be between 1 and {n - 1} (the training set has {n} samples), got {val_size}")
-    train, val = random_split(range(n), [n - val_size, val_size], generator=torch.Generator().manual_seed(seed))
-    return list(train), list(val)
-
-
-def eval_batch_size(batch_size: int) -> int:
-    """Batch size for evaluation: no gradients are kept, so batches can be larger than for training."""
-    return max(batch_size, 1000)
-
-
-class Loaders(NamedTuple):
-    """Training, validation (None without a validation split) and test loaders."""
-
-    train: DataLoader
-    val: DataLoader | None
-    test: DataLoader
-
-
-def get_loaders(name: str, batch_size: int = 128, device: torch.device | None = None, limit: int | None = None,
-                test_limit: int | None = None, val_size: int = 0, seed: int = 0, loader: str = "torchvision",
-                train_transform=None, augment=None, num_workers: int = 0, pin_memory: bool = False) -> Loaders:
-    """Training, validation and test loaders of a data set, by name.
-
-    `limit` keeps the first N training images; `val_size` holds out that many of them (seeded, never
-    augmented) for choosing settings, so the test set stays untouched. loader="torchvision":
-    DataLoaders (the training one shuffles with its own seeded generator; `train_transform` may
-    augment). loader="fast": TensorLoaders, the same images from one tensor on `device` (`augment`
-    may change each batch). `num_workers` and `pin_memory` go to the DataLoaders (notebook 05).
-    """
-    if loader not in ("torchvision", "fast"):
-        raise ValueError(f"unknown loader {loader!r}; expected torchvision or fast")
-    if (loader == "fast" and train_transform is not None) or (loader == "torchvision" and augment is not None):
-        raise ValueError("train_transform is for loader='torchvision', augment for loader='fast'")
-    device = device or get_device()
-    train_set = get_dataset(name, train=True, transform=train_transform, limit=limit)
-    test_set = get_dataset(name, train=False, limit=test_limit)
-    val_set = None
-    if val_size:
-        train_idx, val_idx = split_indices(len(train_set), val_size, seed)
-        val_set = Subset(get_dataset(name, train=True, limit=limit), val_idx)  # normalised, never augmented
-        train_set = Subset(train_set, train_idx)
-    eval_batch = eval_batch_size(batch_size)
-    if loader == "fast":
-        train = TensorLoader(train_set, name, device, batch_size, shuffle=True, augment=augment, seed=seed)
-        val = TensorLoader(val_set, name, device, eval_batch) if val_set is not None else None
-        return Loaders(train, val, TensorLoader(test_set, name, device, eval_batch))
-    workers = {"num_workers": num_workers, "pin_memory": pin_memory}
-    train = DataLoader(train_set, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed), **workers)
-    val = DataLoader(val_set, eval_batch, **workers) if val_set is not None else None
-    return Loaders(train, val, DataLoader(test_set, eval_batch, **workers))
-
+# ==================== 02_first_network.ipynb · 6. The loops, saved: `train_epoch` and `evaluate`
 
 def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device: torch.device,
                 scheduler=None, desc: str = "train", progress: bool = True) -> tuple[float, float]:
@@ -298,6 +186,13 @@ def evaluate(model: nn.Module, loader, loss_fn, device: torch.device) -> tuple[f
             correct += (output.argmax(dim=1) == labels).sum()
             seen += len(labels)
     return loss_sum.item() / seen, correct.item() / seen
+
+
+# ==================== 03_training.ipynb · 3. A whole run: `fit`
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch of a run: a function of (seed, epoch) only, so epochs can be replayed."""
+    return seed * 10_000 + epoch
 
 
 def format_epoch(row: dict) -> str:
@@ -343,99 +238,7 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.op
     return history
 
 
-# ==================== 03_convnet.ipynb · 1. Why normalise with 0.1307 and 0.3081?
-
-def pixel_stats(ds: Dataset) -> tuple[float, float]:
-    """Mean and std of all pixels of a data set whose transform is ToTensor() only (notebook 03, by hand)."""
-    total = total_of_squares = 0.0
-    count = 0
-    for images, _ in DataLoader(ds, batch_size=10_000):
-        images = images.double()  # float64 sums: float32 would lose digits over millions of pixels
-        total += images.sum().item()
-        total_of_squares += (images**2).sum().item()
-        count += images.numel()
-    mean = total / count
-    return mean, (total_of_squares / count - mean**2) ** 0.5
-
-
-# ==================== 03_convnet.ipynb · 3. Augmentation, seen on one digit
-
-# Training augmentations by name. "rotate" is S5's original one: a 10% chance of a 22/28 centre crop
-# (a zoom) and a rotation within +-15 degrees. "flip" suits clothes, which are left-right symmetric
-# but never rotated: a mirror half the time; "flip_shift" adds a shift of up to 2 pixels each way.
-AUGMENTATIONS: dict[str, dict] = {
-    "none": {},
-    "rotate": {"degrees": 15.0, "crop_p": 0.1},
-    "flip": {"degrees": 0.0, "crop_p": 0.0, "flip_p": 0.5},
-    "flip_shift": {"degrees": 0.0, "crop_p": 0.0, "flip_p": 0.5, "shift": 2},
-}
-
-
-def train_transform(name: str, augmentation: str = "rotate") -> transforms.Compose:
-    """The PIL training transform of a data set with a named augmentation (see AUGMENTATIONS), then normalised."""
-    if augmentation not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {augmentation!r}; expected one of {', '.join(AUGMENTATIONS)}")
-    settings = AUGMENTATIONS[augmentation]  # one source for both pipelines
-    steps = []
-    if settings.get("crop_p"):  # the zoom: a 22/28 centre crop (augment_batch's `crop`) resized back
-        zoom = transforms.RandomApply([transforms.CenterCrop(22)], p=settings["crop_p"])
-        steps += [zoom, transforms.Resize((28, 28))]
-    if settings.get("degrees"):
-        steps.append(transforms.RandomRotation((-settings["degrees"], settings["degrees"]), fill=0))
-    if settings.get("flip_p"):
-        steps.append(transforms.RandomHorizontalFlip(settings["flip_p"]))
-    if settings.get("shift"):
-        steps.append(transforms.RandomCrop(28, padding=settings["shift"], fill=0))
-    return transforms.Compose([*steps, *test_transform(name).transforms])
-
-
-def augment_theta(n: int, width: int, generator: torch.Generator, degrees: float = 15.0, crop: float = 22 / 28,
-                  crop_p: float = 0.1, flip_p: float = 0.0, shift: int = 0) -> torch.Tensor:
-    """Random affine matrices (n, 2, 3) for `augment_batch`, drawn on the CPU from `generator`.
-
-    Drawing on the CPU and moving the result to the device makes a run identical on every
-    device, and avoids the random-number ops that are unreliable on Apple MPS.
-    """
-    angle = (torch.rand(n, generator=generator) * 2 - 1) * torch.pi * degrees / 180
-    zoom = torch.rand(n, generator=generator) < crop_p
-    scale = torch.where(zoom, torch.full_like(angle, crop), torch.ones_like(angle))
-    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
-                         torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1)
-    if flip_p:
-        mirror = torch.rand(n, generator=generator) < flip_p
-        theta[:, :, 0] *= torch.where(mirror, -1.0, 1.0).unsqueeze(1)  # x_in = -x_out
-    if shift:
-        # Whole pixels (2 / width in grid units), so pixel centres land on pixel centres: no blur.
-        pixels = torch.randint(-shift, shift + 1, (n, 2), generator=generator)
-        theta[:, :, 2] = pixels * 2 / width
-    return theta
-
-
-def augment_batch(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0,
-                  crop: float = 22 / 28, crop_p: float = 0.1, flip_p: float = 0.0, shift: int = 0) -> torch.Tensor:
-    """Random affine augmentation of a whole batch of [0, 1] images, on their device.
-
-    Per image: with probability `crop_p` a centre crop of `crop` of the side resized back to full
-    size (a zoom), a rotation in [-degrees, degrees], with probability `flip_p` a left-right
-    mirror, and a shift of up to `shift` whole pixels in x and y; all as one affine warp
-    (`affine_grid` + `grid_sample`) with black (0) fill, like torchvision's fill=0.
-    `generator` is a CPU generator (see `augment_theta`).
-    """
-    theta = augment_theta(len(x), x.shape[-1], generator, degrees, crop, crop_p, flip_p, shift).to(x.device)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def batch_augmentation(augmentation: str):
-    """The fast loader's `augment` for a named augmentation: augment_batch with its settings (None for "none")."""
-    if augmentation not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {augmentation!r}; expected one of {', '.join(AUGMENTATIONS)}")
-    settings = AUGMENTATIONS[augmentation]
-    return functools.partial(augment_batch, **settings) if settings else None
-
-
-# ==================== 03_convnet.ipynb · 5. Reading a big convnet: seven convolutions
+# ==================== 04_convolutions.ipynb · 4. Reading a big convnet: seven convolutions
 
 def summary(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -> None:
     """torchsummary's table on any machine (it assumes CUDA by default; we pass the model's device).
@@ -457,6 +260,8 @@ def summary(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -> None
     finally:
         model.train(was_training)
 
+
+# ==================== 04b_under_the_hood_layer_table.ipynb · 3. The geometry of a call
 
 # Ops that change the receptive field: pools (kernel, stride) and global ones (every pixel).
 POOL_OPS = {"max_pool2d", "avg_pool2d", "_max_pool2d", "max_pool2d_with_indices"}
@@ -499,6 +304,8 @@ def format_layer_table(rows: list[dict]) -> str:
     lines.append(f"{'total parameters':<58}{sum(r['params'] for r in rows):>10,}")
     return "\n".join(lines)
 
+
+# ==================== 04b_under_the_hood_layer_table.ipynb · 4. The table
 
 def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28), show: bool = True) -> list[dict]:
     """One row per layer: name, output shape, parameters, receptive field and jump.
@@ -567,7 +374,53 @@ def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28), sho
     return rows
 
 
-# ==================== 03_convnet.ipynb · 7. Training S5: SGD with momentum and a step schedule
+# ==================== 05_convnet_mnist.ipynb · 1. Why normalise with 0.1307 and 0.3081?
+
+def pixel_stats(ds: Dataset) -> tuple[float, float]:
+    """Mean and std of all pixels of a data set whose transform is ToTensor() only (notebook 03, by hand)."""
+    total = total_of_squares = 0.0
+    count = 0
+    for images, _ in DataLoader(ds, batch_size=10_000):
+        images = images.double()  # float64 sums: float32 would lose digits over millions of pixels
+        total += images.sum().item()
+        total_of_squares += (images**2).sum().item()
+        count += images.numel()
+    mean = total / count
+    return mean, (total_of_squares / count - mean**2) ** 0.5
+
+
+# ==================== 05_convnet_mnist.ipynb · 3. Augmentation, seen on one digit
+
+# Training augmentations by name. "rotate" is S5's original one: a 10% chance of a 22/28 centre crop
+# (a zoom) and a rotation within +-15 degrees. "flip" suits clothes, which are left-right symmetric
+# but never rotated: a mirror half the time; "flip_shift" adds a shift of up to 2 pixels each way.
+AUGMENTATIONS: dict[str, dict] = {
+    "none": {},
+    "rotate": {"degrees": 15.0, "crop_p": 0.1},
+    "flip": {"degrees": 0.0, "crop_p": 0.0, "flip_p": 0.5},
+    "flip_shift": {"degrees": 0.0, "crop_p": 0.0, "flip_p": 0.5, "shift": 2},
+}
+
+
+def train_transform(name: str, augmentation: str = "rotate") -> transforms.Compose:
+    """The PIL training transform of a data set with a named augmentation (see AUGMENTATIONS), then normalised."""
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augmentation!r}; expected one of {', '.join(AUGMENTATIONS)}")
+    settings = AUGMENTATIONS[augmentation]  # one source for both pipelines
+    steps = []
+    if settings.get("crop_p"):  # the zoom: a 22/28 centre crop (augment_batch's `crop`) resized back
+        zoom = transforms.RandomApply([transforms.CenterCrop(22)], p=settings["crop_p"])
+        steps += [zoom, transforms.Resize((28, 28))]
+    if settings.get("degrees"):
+        steps.append(transforms.RandomRotation((-settings["degrees"], settings["degrees"]), fill=0))
+    if settings.get("flip_p"):
+        steps.append(transforms.RandomHorizontalFlip(settings["flip_p"]))
+    if settings.get("shift"):
+        steps.append(transforms.RandomCrop(28, padding=settings["shift"], fill=0))
+    return transforms.Compose([*steps, *test_transform(name).transforms])
+
+
+# ==================== 05_convnet_mnist.ipynb · 4. Training S5: SGD with momentum and a step schedule
 
 def plot_history(history: list[dict], title: str = "Training history"):
     """Loss and accuracy per epoch (train, and validation/test where present); returns the figure."""
@@ -591,7 +444,7 @@ def plot_history(history: list[dict], title: str = "Training history"):
     return fig
 
 
-# ==================== 03_convnet.ipynb · 8. Where does it go wrong? Confusion matrix and confident mistakes
+# ==================== 05_convnet_mnist.ipynb · 5. Where does it go wrong? Confusion matrix and confident mistakes
 
 @torch.no_grad()
 def get_all_preds(model: nn.Module, loader, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -634,7 +487,7 @@ def plot_mistakes(dataset: Dataset, probs: torch.Tensor, targets: torch.Tensor, 
     return fig
 
 
-# ==================== 03_convnet.ipynb · 10. Your own images
+# ==================== 05_convnet_mnist.ipynb · 6. Your own images
 
 def course_file(relative: str, repo: str) -> Path:
     """A file of the course, by its path in the repository: the course folder's copy, else downloaded from `repo`."""
@@ -647,7 +500,166 @@ def course_file(relative: str, repo: str) -> Path:
     return path
 
 
-# ==================== 04_fashion_mnist.ipynb · Step 4 · Analyse the results
+# ==================== 05b_under_the_hood_fast_loader.ipynb · 1. One tensor instead of 128 samples
+
+def base_and_indices(ds: Dataset) -> tuple[Dataset, torch.Tensor]:
+    """The torchvision data set under (nested) Subsets, and the indices of the samples they select."""
+    indices = torch.arange(len(ds))
+    while isinstance(ds, Subset):
+        indices = torch.as_tensor(list(ds.indices))[indices]
+        ds = ds.dataset
+    return ds, indices
+
+
+class TensorLoader:
+    """A whole data set held as one uint8 tensor on the device, served as normalised batches.
+
+    Iterate it like a DataLoader of (images, labels); `len()` counts batches, `.dataset` is the data
+    set it serves. Each epoch's order comes from a seeded generator on the CPU, so a seed gives the
+    same batches on every device; `set_epoch(epoch)` reseeds it. `augment(batch, generator)`, if
+    given, changes every batch on the device (notebook 03 writes one).
+    """
+
+    def __init__(self, dataset: Dataset, name: str, device: torch.device, batch_size: int = 128,
+                 shuffle: bool = False, augment=None, seed: int = 0) -> None:
+        base, indices = base_and_indices(dataset)
+        info = dataset_info(name)
+        self.dataset, self.device = dataset, torch.device(device)
+        self.images = base.data[indices].unsqueeze(1).to(self.device)  # uint8 (N, 1, 28, 28): 4x smaller than float
+        self.labels = torch.as_tensor(base.targets)[indices].to(self.device)
+        self.mean, self.std = info["mean"], info["std"]
+        self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the order (and the augmentation) for this epoch."""
+        self.generator.manual_seed(epoch_seed(self.seed, epoch))
+
+    def order(self) -> torch.Tensor:
+        """The sample indices of one epoch, on the device."""
+        n = len(self.labels)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        return order.to(self.device)
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)  # ceil: the last batch may be smaller
+
+    def __iter__(self):
+        order = self.order()
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            x = torch.index_select(self.images, 0, idx).float().div_(255)  # like ToTensor: [0, 1]
+            if self.augment is not None:
+                x = self.augment(x, self.generator)
+            yield x.sub_(self.mean).div_(self.std), torch.index_select(self.labels, 0, idx)
+
+
+# ==================== 05b_under_the_hood_fast_loader.ipynb · 2. `get_loaders`: the three loaders of a data set, by name
+
+def split_indices(n: int, val_size: int, seed: int = 0) -> tuple[list[int], list[int]]:
+    """A seeded random split of range(n) into (training indices, validation indices), as random_split draws it."""
+    if not 0 < val_size < n:
+        raise ValueError(f"val_size must be between 1 and {n - 1} (the training set has {n} samples), got {val_size}")
+    train, val = random_split(range(n), [n - val_size, val_size], generator=torch.Generator().manual_seed(seed))
+    return list(train), list(val)
+
+
+def eval_batch_size(batch_size: int) -> int:
+    """Batch size for evaluation: no gradients are kept, so batches can be larger than for training."""
+    return max(batch_size, 1000)
+
+
+class Loaders(NamedTuple):
+    """Training, validation (None without a validation split) and test loaders."""
+
+    train: DataLoader
+    val: DataLoader | None
+    test: DataLoader
+
+
+def get_loaders(name: str, batch_size: int = 128, device: torch.device | None = None, limit: int | None = None,
+                test_limit: int | None = None, val_size: int = 0, seed: int = 0, loader: str = "torchvision",
+                train_transform=None, augment=None, num_workers: int = 0, pin_memory: bool = False) -> Loaders:
+    """Training, validation and test loaders of a data set, by name.
+
+    `limit` keeps the first N training images; `val_size` holds out that many of them (seeded, never
+    augmented) for choosing settings, so the test set stays untouched. loader="torchvision":
+    DataLoaders (the training one shuffles with its own seeded generator; `train_transform` may
+    augment). loader="fast": TensorLoaders, the same images from one tensor on `device` (`augment`
+    may change each batch). `num_workers` and `pin_memory` go to the DataLoaders (notebook 05).
+    """
+    if loader not in ("torchvision", "fast"):
+        raise ValueError(f"unknown loader {loader!r}; expected torchvision or fast")
+    if (loader == "fast" and train_transform is not None) or (loader == "torchvision" and augment is not None):
+        raise ValueError("train_transform is for loader='torchvision', augment for loader='fast'")
+    device = device or get_device()
+    train_set = get_dataset(name, train=True, transform=train_transform, limit=limit)
+    test_set = get_dataset(name, train=False, limit=test_limit)
+    val_set = None
+    if val_size:
+        train_idx, val_idx = split_indices(len(train_set), val_size, seed)
+        val_set = Subset(get_dataset(name, train=True, limit=limit), val_idx)  # normalised, never augmented
+        train_set = Subset(train_set, train_idx)
+    eval_batch = eval_batch_size(batch_size)
+    if loader == "fast":
+        train = TensorLoader(train_set, name, device, batch_size, shuffle=True, augment=augment, seed=seed)
+        val = TensorLoader(val_set, name, device, eval_batch) if val_set is not None else None
+        return Loaders(train, val, TensorLoader(test_set, name, device, eval_batch))
+    workers = {"num_workers": num_workers, "pin_memory": pin_memory}
+    train = DataLoader(train_set, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed), **workers)
+    val = DataLoader(val_set, eval_batch, **workers) if val_set is not None else None
+    return Loaders(train, val, DataLoader(test_set, eval_batch, **workers))
+
+
+# ==================== 05b_under_the_hood_fast_loader.ipynb · 4. Augmenting a whole batch at once
+
+def augment_theta(n: int, width: int, generator: torch.Generator, degrees: float = 15.0, crop: float = 22 / 28,
+                  crop_p: float = 0.1, flip_p: float = 0.0, shift: int = 0) -> torch.Tensor:
+    """Random affine matrices (n, 2, 3) for `augment_batch`, drawn on the CPU from `generator`.
+
+    Drawing on the CPU and moving the result to the device makes a run identical on every
+    device, and avoids the random-number ops that are unreliable on Apple MPS.
+    """
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * torch.pi * degrees / 180
+    zoom = torch.rand(n, generator=generator) < crop_p
+    scale = torch.where(zoom, torch.full_like(angle, crop), torch.ones_like(angle))
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
+                         torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1)
+    if flip_p:
+        mirror = torch.rand(n, generator=generator) < flip_p
+        theta[:, :, 0] *= torch.where(mirror, -1.0, 1.0).unsqueeze(1)  # x_in = -x_out
+    if shift:
+        # Whole pixels (2 / width in grid units), so pixel centres land on pixel centres: no blur.
+        pixels = torch.randint(-shift, shift + 1, (n, 2), generator=generator)
+        theta[:, :, 2] = pixels * 2 / width
+    return theta
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, degrees: float = 15.0,
+                  crop: float = 22 / 28, crop_p: float = 0.1, flip_p: float = 0.0, shift: int = 0) -> torch.Tensor:
+    """Random affine augmentation of a whole batch of [0, 1] images, on their device.
+
+    Per image: with probability `crop_p` a centre crop of `crop` of the side resized back to full
+    size (a zoom), a rotation in [-degrees, degrees], with probability `flip_p` a left-right
+    mirror, and a shift of up to `shift` whole pixels in x and y; all as one affine warp
+    (`affine_grid` + `grid_sample`) with black (0) fill, like torchvision's fill=0.
+    `generator` is a CPU generator (see `augment_theta`).
+    """
+    theta = augment_theta(len(x), x.shape[-1], generator, degrees, crop, crop_p, flip_p, shift).to(x.device)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def batch_augmentation(augmentation: str):
+    """The fast loader's `augment` for a named augmentation: augment_batch with its settings (None for "none")."""
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augmentation!r}; expected one of {', '.join(AUGMENTATIONS)}")
+    settings = AUGMENTATIONS[augmentation]
+    return functools.partial(augment_batch, **settings) if settings else None
+
+
+# ==================== 06_fashion_mnist.ipynb · Step 4 · Analyse the results
 
 def get_runs(params: dict) -> list:
     """Every combination of the settings, in order, as named tuples: e.g. Run(lr=0.01, batch_size=100)."""
@@ -696,33 +708,47 @@ class RunManager:
         self.epoch_correct += (preds.argmax(dim=1) == labels).sum().item()
         self.epoch_seen += len(labels)
 
-    def end_epoch(self) -> dict:
-        """Log the epoch to TensorBoard (loss, accuracy, weight and gradient histograms); return its row."""
-        loss, accuracy = self.epoch_loss / self.epoch_seen, self.epoch_correct / self.epoch_seen
-        self.writer.add_scalar("loss", loss, self.epoch_count)
-        self.writer.add_scalar("accuracy", accuracy, self.epoch_count)
-        for name, param in self.network.named_parameters():
-            self.writer.add_histogram(name, param.detach().cpu(), self.epoch_count)
-            if param.grad is not None:
-                self.writer.add_histogram(f"{name}.grad", param.grad.detach().cpu(), self.epoch_count)
-        row = {"run": self.run_count, "epoch": self.epoch_count, "loss": loss, "accuracy": accuracy,
-               "epoch_seconds": time.perf_counter() - self.epoch_start,
-               "run_seconds": time.perf_counter() - self.run_start, **self.run._asdict()}
-        self.rows.append(row)
-        return row
 
-    def end_run(self) -> None:
-        """Close the run's TensorBoard writer (that writes everything to disk)."""
-        self.writer.close()
+def add_to_class(cls: type):
+    """Decorator: attach the function below it to `cls` as a method (d2l's way to grow a class over cells)."""
 
-    def results(self):
-        """All epochs of all runs as a pandas DataFrame."""
-        import pandas as pd
+    def attach(method):
+        setattr(cls, method.__name__, method)
+        return method
 
-        return pd.DataFrame(self.rows)
+    return attach
 
 
-# ==================== 05_gpu.ipynb · 4. How fast is an epoch? Measured, not assumed
+@add_to_class(RunManager)
+def end_epoch(self) -> dict:
+    """Log the epoch to TensorBoard (loss, accuracy, weight and gradient histograms); return its row."""
+    loss, accuracy = self.epoch_loss / self.epoch_seen, self.epoch_correct / self.epoch_seen
+    self.writer.add_scalar("loss", loss, self.epoch_count)
+    self.writer.add_scalar("accuracy", accuracy, self.epoch_count)
+    for name, param in self.network.named_parameters():
+        self.writer.add_histogram(name, param.detach().cpu(), self.epoch_count)
+        if param.grad is not None:
+            self.writer.add_histogram(f"{name}.grad", param.grad.detach().cpu(), self.epoch_count)
+    row = {"run": self.run_count, "epoch": self.epoch_count, "loss": loss, "accuracy": accuracy,
+           "epoch_seconds": time.perf_counter() - self.epoch_start,
+           "run_seconds": time.perf_counter() - self.run_start, **self.run._asdict()}
+    self.rows.append(row)
+    return row
+
+@add_to_class(RunManager)
+def end_run(self) -> None:
+    """Close the run's TensorBoard writer (that writes everything to disk)."""
+    self.writer.close()
+
+@add_to_class(RunManager)
+def results(self):
+    """All epochs of all runs as a pandas DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame(self.rows)
+
+
+# ==================== 07_gpu.ipynb · 4. How fast is an epoch? Measured, not assumed
 
 def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
     """DataLoader keyword arguments that suit the device.

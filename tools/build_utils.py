@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on a difference")
     args = parser.parse_args(argv)
     target = COURSE / "utils.py"
-    text = build(sorted((COURSE / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    text = build(sorted((COURSE / "notebooks").glob("[0-9][0-9]*_*.ipynb")))
     if not args.check:
         partial = target.with_name(f".{target.name}.tmp")  # written whole, then renamed: never half a module
         partial.write_text(text)
