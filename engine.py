@@ -10,14 +10,19 @@ needs on top of it, and imports utils for everything the notebooks already got r
 5. loaders for train.py: utils' loaders, sharded across processes where there are several
 6. mixed precision: autocast in bf16, or fp16 with gradient scaling
 7. checkpoints: resumable training state, safe loading, atomic writes
-8. the training loop: utils' loop plus mixed precision, divergence checks, ranks and resumable epochs
+8. the training loop: utils' train_epoch and evaluate, with train.py's step (mixed precision, an
+   early stop on divergence), sums over ranks, and resumable epochs
+9. around a run: joining the processes, resuming, checking output paths, printing on rank 0
+10. train.py's command line: option types that state their rule
 """
 
+import argparse
 import contextlib
 import json
 import math
 import os
 import pickle
+import re
 import struct
 import sys
 import tempfile
@@ -226,28 +231,29 @@ def shard_size(n: int, world_size: int) -> int:
 class ShardedTensorLoader(utils.TensorLoader):
     """A TensorLoader serving one process's part of every epoch, like a DistributedSampler.
 
-    Every rank draws the same permutation (call `set_epoch`), pads it by wrapping so it splits
-    evenly, and takes every world_size-th index from its rank on; each rank then draws its own
-    augmentation.
+    Every rank draws the same permutation from a generator of its own (`order_generator`, seeded
+    alike on every rank, with or without `set_epoch`), pads it by wrapping so it splits evenly, and
+    takes every world_size-th index from its rank on. The augmentation draws from `generator`,
+    seeded per rank, so each rank augments its images differently.
     """
 
     def __init__(self, *args, rank: int, world_size: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.rank, self.world_size = rank, world_size
+        self.order_generator = torch.Generator().manual_seed(self.seed)
+        self.generator.manual_seed(self.seed + RANK_SEED_STRIDE * (rank + 1))
 
     def set_epoch(self, epoch: int) -> None:
-        """Reseed the shared order for this epoch (and remember the epoch for the rank's augmentation seed)."""
-        super().set_epoch(epoch)
-        self.epoch = epoch
+        """Reseed the shared order and this rank's augmentation for this epoch."""
+        self.order_generator.manual_seed(utils.epoch_seed(self.seed, epoch))
+        self.generator.manual_seed(utils.epoch_seed(self.seed, epoch) + RANK_SEED_STRIDE * (self.rank + 1))
 
     def order(self) -> torch.Tensor:
         """This process's sample indices for the epoch."""
-        order = super().order()
-        padded = shard_size(len(order), self.world_size) * self.world_size
-        order = torch.cat([order, order[: padded - len(order)]])[self.rank :: self.world_size]
-        # The same order on every rank, but each rank's own augmentation draws from here on.
-        self.generator.manual_seed(utils.epoch_seed(self.seed, self.epoch) + RANK_SEED_STRIDE * (self.rank + 1))
-        return order
+        n = len(self.labels)
+        order = torch.randperm(n, generator=self.order_generator) if self.shuffle else torch.arange(n)
+        padded = shard_size(n, self.world_size) * self.world_size
+        return torch.cat([order, order[: padded - n]])[self.rank :: self.world_size].to(self.device)
 
     def __len__(self) -> int:
         """Batches per epoch for this process (the last one may be smaller)."""
@@ -287,15 +293,13 @@ def get_loaders(name: str, batch_size: int, device: torch.device, limit: int | N
     augmentation = augmentation_name(name, augment)
     fast = loader == "fast"
     workers = utils.loader_kwargs(device, num_workers)
-    single = world_size == 1
-    loaders = utils.get_loaders(  # under torchrun only its data sets are used (DataLoaders cost nothing to build)
-        name, batch_size, device, limit=limit, test_limit=test_limit, val_size=val_size, seed=seed,
-        loader=loader if single else "torchvision", train_transform=None if fast else utils.train_transform(
-            name, augmentation), augment=utils.batch_augmentation(augmentation) if fast and single else None,
-        **workers)
-    if single:
-        return loaders
-    train_set, eval_batch = loaders.train.dataset, utils.eval_batch_size(batch_size)
+    transform = None if fast else utils.train_transform(name, augmentation)
+    if world_size == 1:
+        return utils.get_loaders(name, batch_size, device, limit=limit, test_limit=test_limit, val_size=val_size,
+                                 seed=seed, loader=loader, train_transform=transform,
+                                 augment=utils.batch_augmentation(augmentation) if fast else None, **workers)
+    train_set, val_set, test_set = utils.get_datasets(name, limit, test_limit, val_size, seed, transform)
+    eval_batch = utils.eval_batch_size(batch_size)
     if fast:
         train = ShardedTensorLoader(train_set, name, device, batch_size, shuffle=True, seed=seed, rank=rank,
                                     world_size=world_size, augment=utils.batch_augmentation(augmentation))
@@ -308,8 +312,7 @@ def get_loaders(name: str, batch_size: int, device: torch.device, limit: int | N
 
         def evaluation(ds: Dataset) -> DataLoader:
             return DataLoader(shard(ds, rank, world_size), eval_batch, **workers)
-    val = evaluation(loaders.val.dataset) if loaders.val is not None else None
-    return utils.Loaders(train, val, evaluation(loaders.test.dataset))
+    return utils.Loaders(train, evaluation(val_set) if val_set is not None else None, evaluation(test_set))
 
 
 def reseed_loader(loader, seed: int, epoch: int) -> None:
@@ -335,14 +338,28 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
     """
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
-    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
 
 
-def autocast(device: torch.device, amp: torch.dtype | None):
-    """torch.autocast in `amp` precision, or a context that changes nothing when amp is None."""
-    return torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+def bf16_in_cpu_flags(cpuinfo: str) -> bool:
+    """Whether the flags of a /proc/cpuinfo text include native bfloat16 instructions (AVX512-BF16 or AMX-BF16)."""
+    return re.search(r"^flags\s*:.*\b(avx512_bf16|amx_bf16)\b", cpuinfo, re.MULTILINE) is not None
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively, from the CPU flags that the operating system reports.
+
+    PyTorch's public API names only the instruction family it uses (torch.backends.cpu.get_cpu_capability()
+    says "AVX512", not whether bf16 is native); its own bf16 check is private, and a timing probe would
+    decide differently from run to run on a busy machine. Linux lists the flags in /proc/cpuinfo;
+    elsewhere the answer is False, so --amp trains in float32, which is never slower than emulated bf16.
+    """
+    try:
+        return bf16_in_cpu_flags(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return False
 
 
 # ==================== 7. checkpoints
@@ -463,80 +480,83 @@ def progress_stream() -> TextIO:
     return sys.stdout if "ipykernel" in sys.modules else sys.stderr
 
 
-def check_finite(loss_sum: float, seen: int, device: torch.device) -> None:
-    """Raise NonFiniteLossError if the summed loss is NaN or infinite (on any process)."""
-    bad = not math.isfinite(loss_sum)
+def check_finite(loss: float, steps: int, device: torch.device) -> None:
+    """Raise NonFiniteLossError if a loss is NaN or infinite (on any process)."""
+    bad = not math.isfinite(loss)
     if distributed():  # every process must stop together, or the others wait forever
         bad = all_reduce_sums([float(bad)], device)[0] > 0
     if bad:
         raise NonFiniteLossError(
-            f"the loss became {loss_sum / max(seen, 1)} within the first {seen} samples of the epoch: training "
-            "diverged. Lower the learning rate (or check the data normalisation).")
+            f"the loss became {loss} by training step {steps}: training diverged. Lower the learning rate (or "
+            "check the data normalisation).")
+
+
+class EngineStep:
+    """utils.train_step as train.py runs it: in mixed precision if asked, and stopping a diverged epoch early.
+
+    Every `check_every` steps it reads the batch's loss back from the device, which makes the CPU wait
+    for the GPU (once per batch, that would leave the GPU idle), and raises NonFiniteLossError if it is
+    not finite. With `amp`, the forward pass and the loss run under autocast (the backward pass outside
+    it, as PyTorch advises); float16 gradients are scaled by a GradScaler so that small ones do not
+    round to zero. One instance serves a whole run, so the scaler keeps its calibrated scale.
+    """
+
+    def __init__(self, device: torch.device, amp: torch.dtype | None = None, check_every: int = 50) -> None:
+        self.device, self.amp, self.check_every = device, amp, check_every
+        self.scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+        self.steps = 0
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn,
+                 optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.amp is None:
+            loss, output = utils.train_step(model, images, labels, loss_fn, optimizer)
+        else:
+            with torch.autocast(self.device.type, dtype=self.amp):
+                output = model(images)
+                loss = loss_fn(output, labels)
+            optimizer.zero_grad()
+            if self.scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(optimizer)
+                self.scaler.update()
+        self.steps += 1
+        if self.steps % self.check_every == 0:
+            check_finite(loss.item(), self.steps, self.device)
+        return loss, output
+
+
+def samples_in(loader) -> int:
+    """How many samples one pass over `loader` serves on this process."""
+    if isinstance(loader, ShardedTensorLoader):
+        return shard_size(len(loader.labels), loader.world_size)
+    sampler = getattr(loader, "sampler", None)
+    return len(sampler) if isinstance(sampler, DistributedSampler) else len(loader.dataset)
+
+
+def mean_over_processes(loss: float, accuracy: float, samples: int, device: torch.device) -> tuple[float, float]:
+    """Mean loss and accuracy over every process, from each process's means over its own samples."""
+    total_loss, correct, seen = all_reduce_sums([loss * samples, accuracy * samples, samples], device)
+    return total_loss / seen, correct / seen
 
 
 def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device: torch.device,
-                scheduler=None, desc: str = "train", progress: bool = True, *, check_every: int = 50,
-                amp: torch.dtype | None = None, scaler: torch.amp.GradScaler | None = None,
-                leave: bool = True) -> tuple[float, float]:
-    """One pass over `loader`, like utils.train_epoch; returns the mean loss and accuracy over all processes.
-
-    Numbers are read back from the device (which makes the CPU wait for it) only every
-    `check_every` batches, to update the bar (rank 0's) and stop a diverged run, and once at the
-    end. `amp` runs forward and loss in that precision; float16 gradients are scaled so that small
-    ones do not round to zero (pass `scaler` to keep its calibrated scale across epochs).
-    """
-    model.train()
-    if amp == torch.float16 and scaler is None:
-        scaler = torch.amp.GradScaler(device.type)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
+                scheduler=None, desc: str = "train", progress: bool = True, *, amp: torch.dtype | None = None,
+                step: EngineStep | None = None, leave: bool = True) -> tuple[float, float]:
+    """utils.train_epoch with train.py's step (EngineStep), a bar on rank 0 (progress_stream) and means over ranks."""
     bar = tqdm(loader, desc=desc, mininterval=0.5, disable=not (progress and is_main_process()), leave=leave,
-               file=progress_stream())
-    for step, (images, labels) in enumerate(bar, start=1):
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, amp):
-            output = model(images)
-            loss = loss_fn(output, labels)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        if scheduler is not None:
-            scheduler.step()
-        loss_sum += loss.detach() * len(labels)
-        correct += (output.argmax(dim=1) == labels).sum()
-        seen += len(labels)
-        if step % check_every == 0 or step == len(loader):
-            total = loss_sum.item()
-            check_finite(total, seen, device)
-            bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct.item() / seen:.4f}", refresh=False)
-    total_loss, total_correct, seen = all_reduce_sums([loss_sum.item(), correct.item(), seen], device)
-    return total_loss / seen, total_correct / seen
+               file=progress_stream())  # utils' own bar writes to stdout, which `> log.txt` would fill
+    loss, accuracy = utils.train_epoch(model, bar, loss_fn, optimizer, device, scheduler, desc, progress=False,
+                                       step=step or EngineStep(device, amp))
+    return mean_over_processes(loss, accuracy, samples_in(loader), device)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, loss_fn, device: torch.device,
-             amp: torch.dtype | None = None) -> tuple[float, float]:
-    """Mean loss and accuracy on held-out data, like utils.evaluate, summed over every process's shard."""
-    model = unwrap(model)  # no DDP collectives here: ranks may hold different numbers of batches
-    model.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
-    for images, labels in loader:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with autocast(device, amp):
-            output = model(images)
-        loss_sum += loss_fn(output.float(), labels) * len(labels)
-        correct += (output.argmax(dim=1) == labels).sum()
-        seen += len(labels)
-    total_loss, total_correct, seen = all_reduce_sums([loss_sum.item(), correct.item(), seen], device)
-    return total_loss / seen, total_correct / seen
+def evaluate(model: nn.Module, loader, loss_fn, device: torch.device) -> tuple[float, float]:
+    """utils.evaluate on this process's shard, in float32, with the means taken over every process."""
+    loss, accuracy = utils.evaluate(unwrap(model), loader, loss_fn, device)  # no DDP collectives: shards differ
+    return mean_over_processes(loss, accuracy, samples_in(loader), device)
 
 
 def seed_epoch(seed: int, epoch: int, loader) -> None:
@@ -565,23 +585,23 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.op
     """
     history = list(history) if history is not None else []
     start = history[-1]["epoch"] + 1 if history else 1
-    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None  # one scale for the whole run
+    step = EngineStep(device, amp)  # one for the whole run: its gradient scale carries over
     per_batch = isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)  # steps every batch
     for epoch in range(start, epochs + 1):
         seed_epoch(seed, epoch, train_loader)
         tic = time.perf_counter()
         train_loss, train_acc = train_epoch(model, train_loader, loss_fn, optimizer, device,
                                             scheduler if per_batch else None, f"epoch {epoch}/{epochs}", verbose,
-                                            amp=amp, scaler=scaler, leave=False)
+                                            step=step, leave=False)
         lr = optimizer.param_groups[0]["lr"]  # the rate after the epoch's last step
         if scheduler is not None and not per_batch:
             scheduler.step()  # StepLR and the like: once per epoch
         row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "lr": lr}
         broadcast_buffers(model)  # every rank evaluates the model that rank 0 saves
         if val_loader is not None:
-            row["val_loss"], row["val_accuracy"] = evaluate(model, val_loader, loss_fn, device, amp)
+            row["val_loss"], row["val_accuracy"] = evaluate(model, val_loader, loss_fn, device)
         if test_loader is not None:
-            row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, loss_fn, device, amp)
+            row["test_loss"], row["test_accuracy"] = evaluate(model, test_loader, loss_fn, device)
         row["seconds"] = time.perf_counter() - tic
         bad = [k for k in ("train_loss", "val_loss", "test_loss") if k in row and not math.isfinite(row[k])]
         if bad:  # e.g. the last step of the epoch broke the weights: do not save them
@@ -594,3 +614,94 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.op
         if checkpoint is not None and is_main_process():
             save_training_state(checkpoint, model, optimizer, scheduler, history, extra)
     return history
+
+
+# ==================== 9. around a run: processes, resuming, output paths, printing
+
+
+def start_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) of this process; joins the process group when torchrun started several."""
+    try:
+        device = utils.get_device(device_name)
+    except ValueError as err:
+        raise CourseError(f"--device {device_name}: {err}") from None
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, device
+    if device.type == "mps":
+        raise CourseError("DistributedDataParallel does not support Apple MPS; run with --device cpu")
+    if device.type == "cuda":  # one GPU per process, NCCL between them
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size, device
+
+
+def checkpoint_options(path: str) -> tuple[dict, int]:
+    """The options a train.py checkpoint was trained with, and how many epochs it holds."""
+    state = load_checkpoint(path)
+    saved = state.get("extra", {}).get("args") if isinstance(state, dict) else None
+    if not isinstance(saved, dict) or "model" not in state or "optimizer" not in state:
+        raise CheckpointError(f"{path} is a PyTorch file but not a checkpoint written by train.py --save")
+    return saved, state.get("epoch", 0)
+
+
+def resume(path: str, model: nn.Module, optimizer, scheduler, device: torch.device) -> list[dict]:
+    """Restore weights, optimiser and scheduler from a train.py checkpoint; return its history."""
+    state = load_checkpoint(path, map_location=device)
+    load_weights(model, state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    log(f"resumed from {path} after epoch {state['epoch']}")
+    return state["history"]
+
+
+def unwritable(path: str) -> str | None:
+    """Why no file can be written at `path` (None if one can), found by making one there (which goes again)."""
+    folder = Path(path).parent
+    if Path(path).is_dir():
+        return "is a directory, expected a file path"
+    made = [f for f in (folder, *folder.parents) if not f.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # exist_ok: under torchrun every rank checks at once
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        for f in made:  # a refused path leaves nothing behind
+            with contextlib.suppress(OSError):  # another rank's file may be in it by now
+                f.rmdir()
+        return f"cannot write a file in {folder} ({err.strerror}); expected a path in a folder you can write to"
+    return None
+
+
+def weight_checksum(model: nn.Module) -> float:
+    """The sum of all weights and buffers, on the CPU in float64 (MPS has no float64)."""
+    state = unwrap(model).state_dict().values()
+    return sum(t.detach().cpu().double().sum().item() for t in state if t.is_floating_point())
+
+
+def log(message: str) -> None:
+    """Print from rank 0 only."""
+    if is_main_process():
+        print(message, flush=True)
+
+
+# ==================== 10. train.py's command line
+
+
+def checked(convert, rule: str, test):
+    """An argparse type: `convert` the text, then refuse a value that fails `test`, stating the `rule`."""
+    def parse(text: str):
+        value = convert(text)
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+    parse.__name__ = convert.__name__  # text that is no number reads "invalid int value: 'x'"
+    return parse
+
+
+positive_int = checked(int, "a positive integer", lambda value: value > 0)
+non_negative_int = checked(int, "0 or more", lambda value: value >= 0)
+positive_float = checked(float, "positive", lambda value: value > 0)  # also refuses nan
+non_negative_float = checked(float, "0 or more", lambda value: value >= 0)
+fraction = checked(float, "in [0, 1)", lambda value: 0 <= value < 1)

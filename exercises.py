@@ -13,13 +13,17 @@ notebooks 04b and 05b have no exercises).
 
 from __future__ import annotations
 
-import inspect
+import hashlib
 import math
+import re
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
+
+COURSE_MODULE = "pytorch-course"  # the notebooks' setup cell checks this marker: another exercises.py would shadow it
 
 
 def verdict(correct: bool, why: str) -> None:
@@ -35,24 +39,96 @@ def unanswered(answer) -> bool:
     return False
 
 
-def check_number(answer, expected: float, why: str, mistakes: dict | None = None, hint: str = "") -> None:
-    """Compare a numeric answer; a known wrong answer gets its own explanation."""
-    if unanswered(answer):
-        return
+def as_number(answer) -> int | float | str:
+    """The answer as a Python number, or the reason it is not one (a str)."""
     if isinstance(answer, (torch.Tensor, np.ndarray)):
         if math.prod(answer.shape) != 1:
-            return verdict(False, f"Expected one number, got an array of shape {tuple(answer.shape)}.")
+            return f"Expected one number, got an array of shape {tuple(answer.shape)}."
         answer = answer.item()
     if isinstance(answer, np.generic):  # a NumPy scalar (np.int64, np.float32, ...) is a number too
         answer = answer.item()
     if not isinstance(answer, (int, float)) or isinstance(answer, bool):
-        return verdict(False, f"Expected a number, got {type(answer).__name__}.")
+        return f"Expected a number, got {type(answer).__name__}."
+    return answer
+
+
+def check_number(answer, expected: float, why: str, mistakes: dict | None = None, hint: str = "",
+                 decimals: int | None = None) -> None:
+    """Compare a numeric answer (rounded to `decimals` if given); a known wrong answer gets its own explanation."""
+    if unanswered(answer):
+        return
+    answer = as_number(answer)
+    if isinstance(answer, str):
+        return verdict(False, answer)
+    if decimals is not None:
+        answer = round(answer, decimals)
     if math.isclose(answer, expected, rel_tol=1e-6, abs_tol=1e-9):
         return verdict(True, why)
     for wrong, explanation in (mistakes or {}).items():
         if math.isclose(answer, wrong, rel_tol=1e-6, abs_tol=1e-9):
             return verdict(False, f"{answer} is a common mistake: {explanation}")
     return verdict(False, f"{answer} is not it. {hint}".strip())
+
+
+# The student edition (tools/student_edition.py) replaces the body of every check that compares one
+# number by `check_sealed(answer, SEALED[...])`: the expected number and the mistakes are stored as
+# hashes, and each explanation is encrypted with the number it explains, so the checks work as before
+# but the file no longer shows the answers. (Brute force would find a whole number; it is not meant to
+# resist that, only to keep the answers out of sight.)
+SEALED: dict[str, dict] = {}
+
+
+def answer_key(number: float, decimals: int | None = None) -> str:
+    """A number written the same way however it was computed: 6 significant digits, or `decimals` places."""
+    return f"{round(number, decimals):.{decimals}f}" if decimals is not None else f"{number:.6g}"
+
+
+def _digest(key: str, purpose: str) -> bytes:
+    return hashlib.sha256(f"pytorch-course:{purpose}:{key}".encode()).digest()
+
+
+def seal_text(text: str, key: str) -> str:
+    """`text` encrypted with `key` (a keystream from SHA-256), as hex."""
+    data = text.encode()
+    stream = b"".join(_digest(key, f"stream{i}") for i in range(len(data) // 32 + 1))
+    return bytes(a ^ b for a, b in zip(data, stream)).hex()
+
+
+def open_text(sealed: str, key: str) -> str:
+    """The text that seal_text encrypted with `key`."""
+    data = bytes.fromhex(sealed)
+    stream = b"".join(_digest(key, f"stream{i}") for i in range(len(data) // 32 + 1))
+    return bytes(a ^ b for a, b in zip(data, stream)).decode()
+
+
+def seal_number_check(expected: float, why: str, mistakes: dict | None = None, hint: str = "",
+                      decimals: int | None = None) -> dict:
+    """A check_number call's arguments with the answers hashed and the explanations encrypted."""
+    def entry(number: float, text: str) -> tuple[str, str]:
+        key = answer_key(number, decimals)
+        return _digest(key, "answer").hex(), seal_text(text, key)
+
+    right = entry(expected, why)
+    return {"answer": right[0], "why": right[1], "hint": hint, "decimals": decimals,
+            "mistakes": dict(entry(wrong, text) for wrong, text in (mistakes or {}).items())}
+
+
+def check_sealed(answer, sealed: dict) -> None:
+    """check_number for a sealed check: the same verdicts, from hashes."""
+    if unanswered(answer):
+        return
+    answer = as_number(answer)
+    if isinstance(answer, str):
+        return verdict(False, answer)
+    if sealed["decimals"] is not None:
+        answer = round(answer, sealed["decimals"])
+    key = answer_key(answer, sealed["decimals"])
+    digest = _digest(key, "answer").hex()
+    if digest == sealed["answer"]:
+        return verdict(True, open_text(sealed["why"], key))
+    if digest in sealed["mistakes"]:
+        return verdict(False, f"{answer} is a common mistake: {open_text(sealed['mistakes'][digest], key)}")
+    return verdict(False, f"{answer} is not it. {sealed['hint']}".strip())
 
 
 # ==================== 01 tensors
@@ -98,7 +174,7 @@ def check_accuracy(accuracy) -> None:
         {broadcast: "comparing the (5,) predictions with the (5, 1) labels broadcasts to a (5, 5) matrix of every "
                     "prediction against every label. Squeeze the labels to (5,) first.",
          3: "that is the number of right predictions; accuracy divides by the 5 images.",
-         60: "a fraction, not a percent: 0.6."},
+         60: "that is a percent; the exercise asks for a fraction between 0 and 1."},
         "The predicted class of an image is the index of its largest score; compare it with the label.",
     )
 
@@ -109,7 +185,7 @@ def check_gradient(slope) -> None:
         slope, 14.0, "dy/dx = 6x + 2 = 14 at x = 2, and x.grad says the same.",
         {28.0: "backward() ran twice: gradients add up in .grad until you reset it (x.grad = None or "
                "optimizer.zero_grad()).",
-         12.0: "6x alone forgets the derivative of 2x, which is 2."},
+         12.0: "that forgets the derivative of the 2x term."},
         "Differentiate term by term, or read x.grad after y.backward().",
     )
 
@@ -126,28 +202,44 @@ def check_batches_per_epoch(batches) -> None:
     )
 
 
+class LibraryLossCalled(Exception):
+    """Raised when an answer calls one of the library functions an exercise asks to write by hand."""
+
+
+class _RefuseLibraryLoss(TorchFunctionMode):
+    """While active, any torch function that computes cross-entropy, NLL or log-softmax raises LibraryLossCalled.
+
+    A TorchFunctionMode sees every torch function call (F.*, torch.*, tensor methods, and those inside
+    nn.CrossEntropyLoss), so an alias such as `ce = F.cross_entropy` is caught too, and a comment is not.
+    """
+
+    REFUSED = {"cross_entropy", "nll_loss", "log_softmax", "_log_softmax", "cross_entropy_loss", "nll_loss_nd",
+               "nll_loss2d"}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in self.REFUSED:
+            raise LibraryLossCalled(name)
+        return func(*args, **(kwargs or {}))
+
+
 def check_cross_entropy(my_cross_entropy) -> None:
     """02.2: a function (logits, labels) -> mean cross-entropy from its formula, stable even for very large logits."""
     if unanswered(my_cross_entropy):
         return
-    try:
-        source = inspect.getsource(my_cross_entropy)
-    except (OSError, TypeError):  # defined where Python keeps no source: judge by the numbers alone
-        source = ""
-    source = source.replace(getattr(my_cross_entropy, "__name__", ""), "")  # its own name is no library call
-    used = [name for name in ("cross_entropy(", "log_softmax(", "nll_loss(") if name in source]
-    if used:
-        return verdict(False, f"the exercise asks for the formula itself, without {', '.join(n[:-1] for n in used)}: "
-                              "logsumexp of the logits minus the true class's logit.")
     generator = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(16, 10, generator=generator), torch.randint(0, 10, (16,), generator=generator)
     for scale, what in ((1.0, "ordinary logits"), (200.0, "logits in the hundreds")):
         expected = F.cross_entropy(scale * logits, labels)
         try:
-            result = my_cross_entropy(scale * logits, labels)
+            with _RefuseLibraryLoss():  # judged by what runs: the library's loss functions refuse to run
+                result = my_cross_entropy(scale * logits, labels)
             if unanswered(result):
                 return
             got = torch.as_tensor(result, dtype=torch.float32)
+        except LibraryLossCalled as call:
+            return verdict(False, f"the exercise asks for the formula itself, but your function calls {call}: "
+                                  "write the two terms of the formula with tensor operations.")
         except Exception as err:  # any error in the student's function is the answer to report
             return verdict(False, f"your function raised {type(err).__name__}: {err}")
         if got.numel() != 1:
@@ -185,7 +277,8 @@ def check_dropout_values(values) -> None:
                               "output in train mode equals the output in eval mode.")
     if answer == {0.0, 0.5}:
         return verdict(False, "kept values are divided by (1 - p), not multiplied by it.")
-    return verdict(False, "Try it: nn.Dropout(0.5)(torch.ones(1000)).unique() in train mode.")
+    return verdict(False, "Think of what a dropped unit outputs, and what dropout does to the kept ones so that the "
+                          "average output stays what it is in eval() mode.")
 
 
 
@@ -206,7 +299,7 @@ def check_output_size(size) -> None:
     """04.1: width of Conv2d(1, 32, kernel_size=5, stride=2, padding=1)'s output for a 28x28 input."""
     return check_number(
         size, 13, "floor((28 + 2*1 - 5) / 2) + 1 = floor(12.5) + 1 = 13.",
-        {12: "floor((28 + 2 - 5) / 2) = 12 counts the steps; add 1 for the first position.",
+        {12: "that counts the steps the kernel takes, not its positions: the first position comes before any step.",
          14: "the division rounds down (floor): a half step does not fit.",
          24: "that is stride 1 without padding; use the formula with p = 1 and s = 2."},
         "Use floor((n + 2p - k) / s) + 1.",
@@ -219,7 +312,7 @@ def check_receptive_field(rf) -> None:
         rf, 14, "conv1: 1 + 4 = 5 (jump 1); pool: 5 + 1 = 6 (jump 2); conv2: 6 + 4 * 2 = 14.",
         {9: "after the pool each step of conv2 moves 2 input pixels (jump 2): conv2 adds 4 * 2, not 4.",
          10: "a pool does not double the field; it adds (2 - 1) * jump and doubles the jump.",
-         12: "the pool adds (2 - 1) * 1 = 1 pixel before conv2 adds 4 * 2."},
+         12: "that leaves out the pool: it widens the field too, before it doubles the jump."},
         "Add (k - 1) * jump per layer; a 2x2 pool adds 1 * jump and doubles the jump.",
     )
 
@@ -251,24 +344,14 @@ def check_most_confused(cm, pair) -> None:
 
 def check_normalised_pixel(value) -> None:
     """05.2: a mid-grey pixel (0.5 after ToTensor) after Normalize((0.1307,), (0.3081,)), to 2 decimals."""
-    if unanswered(value):
-        return
-    try:
-        answer = round(float(value), 2)
-    except (TypeError, ValueError):
-        return verdict(False, f"Expected a number, got {value!r}.")
-    if math.isclose(answer, round((0.5 - 0.1307) / 0.3081, 2)):
-        return verdict(True, "Normalize subtracts the mean, then divides by the standard deviation: "
-                             "(0.5 - 0.1307) / 0.3081.")
-    known = {round(0.5 - 0.1307, 2): "you subtracted the mean but did not divide by the standard deviation.",
-             round(0.5 / 0.3081, 2): "you divided by the standard deviation without subtracting the mean first.",
-             round(0.5 * 0.3081 + 0.1307, 2): "that undoes a normalisation (x * std + mean); Normalize goes the "
-                                               "other way.",
-             round((0.5 - 0.1307) * 0.3081, 2): "Normalize divides by the standard deviation, it does not multiply."}
-    for wrong, why in known.items():
-        if math.isclose(answer, wrong):
-            return verdict(False, f"{answer} is a common mistake: {why}")
-    return verdict(False, f"{answer} is not it. Normalize computes (x - mean) / std for every pixel.")
+    return check_number(
+        value, 1.2, "Normalize subtracts the mean, then divides by the standard deviation: (0.5 - 0.1307) / 0.3081.",
+        {0.37: "you subtracted the mean but did not divide by the standard deviation.",
+         1.62: "you divided by the standard deviation without subtracting the mean first.",
+         0.28: "that undoes a normalisation (x * std + mean); Normalize goes the other way.",
+         0.11: "Normalize divides by the standard deviation, it does not multiply."},
+        "Normalize computes (x - mean) / std for every pixel.", decimals=2,
+    )
 
 
 # ==================== 06 Fashion-MNIST
@@ -291,7 +374,11 @@ def check_precision(cm, precision) -> None:
     if torch.allclose(got, recall, atol=5e-3):
         return verdict(False, "that is recall (divided by the row sums, the true classes). Precision divides by "
                               "the column sums: everything *predicted* as that class.")
-    return verdict(False, "Divide the diagonal by the column sums: cm.diag() / cm.sum(dim=0).")
+    if torch.allclose(got, counts.diag() / counts.sum(), atol=5e-3):
+        return verdict(False, "that divides by every image of the test set; precision divides by the images "
+                              "*predicted* as the class.")
+    return verdict(False, "Of everything the model predicted as a class, which share is right? "
+                          "Rows of cm are true classes, columns are predictions.")
 
 
 def check_run_count(runs) -> None:
@@ -310,8 +397,9 @@ def check_moves(lines) -> None:
     """07.1: with x on the CPU and a GPU as `device`, which lines leave y on the GPU (a set of letters)."""
     if unanswered(lines):
         return
-    if isinstance(lines, str):  # "a, c" or "ac": the letters in it
-        lines = [letter for letter in lines.lower() if letter.isalpha()]
+    if isinstance(lines, str):  # "a, c", "a and c" or "ac": the letters a-d, not the letters of other words
+        words = re.findall(r"[a-z]+", lines.lower())
+        lines = [letter for word in words if set(word) <= set("abcd") for letter in word]
     answer = {str(v).strip().lower() for v in lines}
     if not answer <= {"a", "b", "c", "d"}:
         return verdict(False, f"Answer with letters from a to d, got {sorted(answer)}.")
@@ -333,7 +421,8 @@ def check_optimizer_order(choice) -> None:
     """07.2: what happens when Adam is created before network.to(device) (multiple choice a/b/c)."""
     if unanswered(choice):
         return
-    answer = str(choice).strip().lower()
+    letters = [word for word in re.findall(r"[a-z]+", str(choice).lower()) if len(word) == 1]
+    answer = letters[0] if len(letters) == 1 else str(choice).strip().lower()  # "b", "(b)", "b)", "option b"
     if answer == "b":
         return verdict(True, "moving between the CPU and a GPU, Module.to keeps every Parameter object and replaces "
                              "only its data, so the optimiser's references follow; Adam creates its state at the first "
@@ -368,17 +457,24 @@ def check_lenet_sequential(net) -> None:
         return verdict(False, f"LeNet's convolutions have 6 and 16 filters of 3x3, stride 1; these have "
                               f"{', '.join(f'{n} of {k[0]}x{k[1]}, stride {s[0]}' for n, k, s in shapes)}.")
     pools = [m for m in layers if isinstance(m, nn.MaxPool2d)]
-    if len(pools) != 2 or any(nn.modules.utils._pair(p.kernel_size) != (2, 2) or
-                              nn.modules.utils._pair(p.stride) != (2, 2) for p in pools):
+    def pair(value) -> tuple:  # nn.MaxPool2d keeps 2 or (2, 2) as it was given
+        return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+    if len(pools) != 2 or any(pair(p.kernel_size) != (2, 2) or pair(p.stride) != (2, 2) for p in pools):
         return verdict(False, f"each convolution is followed by a 2x2 max-pool of stride 2 (nn.MaxPool2d(2)); "
                               f"found {', '.join(map(str, pools)) or 'none'}.")
     if [m.out_features for m in linears] != [120, 84, 10]:
         return verdict(False, f"LeNet's linear layers end in 120, 84 and 10 units; these end in "
                               f"{', '.join(str(m.out_features) for m in linears)}.")
     relus = sum(isinstance(m, nn.ReLU) for m in layers)
+    if isinstance(layers[-1], nn.ReLU):
+        return verdict(False, "a ReLU after the last linear layer clamps every negative score to 0: the network "
+                              "could not push a wrong class below the others. The scores leave the last layer as "
+                              "they are.")
     if relus != 4:
         return verdict(False, f"LeNet has a ReLU after each convolution and after the first two linear layers: 4; "
-                              f"found {relus}. Without them stacked layers collapse into one linear map.")
+                              f"found {relus}." + (" Without them stacked layers collapse into one linear map."
+                                                   if relus < 4 else ""))
     if not any(isinstance(m, nn.Flatten) for m in layers):
         return verdict(False, "nothing turns the (N, 16, 5, 5) maps into vectors before the first linear layer: "
                               "add nn.Flatten() there (it replaces num_flat_features).")
@@ -386,10 +482,9 @@ def check_lenet_sequential(net) -> None:
         out = net(torch.zeros(2, 1, 28, 28))
     except RuntimeError as err:
         if "400" in str(err):
-            return verdict(False, "on a 28x28 digit the maps go 28 -> 26 -> 13 -> 11 -> 5, so fc1 receives "
-                                  "16 * 5 * 5 = 400 features, not 576 (576 is for 32x32 input). Use "
-                                  "nn.Linear(400, 120), or pad the first convolution (padding=2 on a 28x28 "
-                                  "input gives 576 again).")
+            return verdict(False, "576 = 16 * 6 * 6 is fc1's size for 32x32 images; a 28x28 digit gives smaller "
+                                  "maps. Follow one through the layers with the output-size rule (notebook 04), "
+                                  "or pad the first convolution so that it behaves like a 32x32 image.")
         return verdict(False, f"a 28x28 batch fails: {err}")
     if tuple(out.shape) != (2, 10):
         return verdict(False, f"output shape {tuple(out.shape)}; expected (2, 10): 10 scores per image.")
@@ -403,9 +498,9 @@ def check_sequential_params(count) -> None:
     """08.2: parameters of Linear(784, 128), ReLU, Linear(128, 64), ReLU, Linear(64, 10) in an nn.Sequential."""
     return check_number(
         count, 109_386, "784 * 128 + 128 = 100,480, then 128 * 64 + 64 = 8,256 and 64 * 10 + 10 = 650: 109,386.",
-        {109_184: "each Linear also has one bias per output unit: + 128 + 64 + 10.",
+        {109_184: "that leaves out the biases: every Linear layer has one per output unit.",
          100_480: "the other two Linear layers count too.",
-         109_386 - 650: "the last Linear layer counts too: 64 * 10 + 10 more."},
+         109_386 - 650: "the last Linear layer counts too."},
         "in_features * out_features + out_features per Linear; ReLU has none.",
     )
 
@@ -416,7 +511,7 @@ def check_classifier_params(count) -> None:
     """09.1: parameters of nn.Flatten() + nn.Linear on CompactNet's last map (14 channels, 6 x 6) to 10 classes."""
     return check_number(
         count, 5_050, "14 * 6 * 6 = 504 inputs: 504 * 10 + 10 = 5,050, against 150 for the 1x1 classifier.",
-        {5_040: "+ 10 biases, one per class.",
+        {5_040: "that leaves out the linear layer's biases.",
          150: "that is today's 1x1 classifier after global average pooling (14 * 10 + 10); without the pooling "
               "the linear layer sees all 6 x 6 positions of each channel."},
         "Count the inputs of the linear layer first: channels * height * width.",
@@ -429,6 +524,6 @@ def check_pool_later(rf) -> None:
         rf, 20, "3, 5, 7 before the pool (jump 1), 8 after it (jump 2), then 12, 16, 20.",
         {22: "that is today's network: with the pool one layer later, the third convolution steps 1 pixel at "
              "a time (jump 1) and adds 2 instead of 4.",
-         18: "the pool itself adds (2 - 1) * 1 = 1 pixel."},
+         18: "that leaves out what the pool itself adds to the field."},
         "Add (k - 1) * jump per layer; the jump becomes 2 only after the pool.",
     )

@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+COURSE_MODULE = "pytorch-course"  # the notebooks' setup cell checks this marker: another model.py would shadow this one
+
 # --------------------------------------------------------------------------- input check
 
 def check_input(x: torch.Tensor, shape: tuple[int, ...] = (1, 28, 28)) -> None:
@@ -29,7 +31,7 @@ def check_input(x: torch.Tensor, shape: tuple[int, ...] = (1, 28, 28)) -> None:
         )
 
 
-# --------------------------------------------------------------------------- S5 Net (notebook 03)
+# --------------------------------------------------------------------------- S5 Net (notebooks 04 and 05)
 
 class S5Net(nn.Module):
     """The S5 MNIST net: four 3x3 convs, two max-pools, fc 4096 -> 50 -> 10; returns log-probabilities.
@@ -69,7 +71,7 @@ class MLP(nn.Module):
 
     Images are flattened inside, so it takes the same (N, 1, 28, 28) batches as the convnets.
     Dropout (p=0.2 by default) is active only in `train()` mode: in `eval()` mode it is the
-    identity, so predictions are deterministic and use every unit (notebook 02's exercise 2 asks
+    identity, so predictions are deterministic and use every unit (notebook 03's exercise 1 asks
     what it outputs in training).
     Returns log-probabilities (`log_softmax(dim=1)`): train it with `F.nll_loss`. Ending in
     `softmax` instead is a common mistake (notebook 02's errata).
@@ -88,7 +90,7 @@ class MLP(nn.Module):
         return F.log_softmax(self.output(x), dim=1)
 
 
-# --------------------------------------------------------------------------- LeNet (notebook 02)
+# --------------------------------------------------------------------------- LeNet (notebook 04)
 
 class LeNet(nn.Module):
     """LeNet: conv 1->6->16 (3x3), fc 120/84/10; returns logits (train with `F.cross_entropy`); 81,194 parameters.
@@ -119,12 +121,12 @@ class LeNet(nn.Module):
         return self.fc3(x)
 
 
-# --------------------------------------------------------------------------- deep net (notebook 03)
+# --------------------------------------------------------------------------- deep net (notebook 04)
 
 class DeepNet(nn.Module):
     """A 7-convolution MNIST net (6,379,786 parameters); returns log-probabilities (train with `F.nll_loss`).
 
-    Mistakes of the published version, fixed here (notebook 03's errata):
+    Mistakes of the published version, fixed here (notebook 04's errata):
     - It applied ReLU to the output of conv7, the logits, before `log_softmax`. That clamps every
       negative score to 0: the network can no longer push wrong classes below zero, many logits
       tie at 0, and the gradient through a clamped logit is exactly zero, so learning stalls
@@ -158,10 +160,10 @@ class DeepNet(nn.Module):
         return F.log_softmax(x, dim=1)
 
 
-# --------------------------------------------------------------------------- Fashion net (notebook 04)
+# --------------------------------------------------------------------------- Fashion net (notebook 06)
 
 class FashionNet(nn.Module):
-    """The Fashion-MNIST network of notebook 04: conv 6 and 12 (5x5), fc 120/60/10; 32,998 parameters.
+    """The Fashion-MNIST network of notebook 06: conv 6 and 12 (5x5), fc 120/60/10; 32,998 parameters.
 
     Returns raw scores (logits): train it with `F.cross_entropy`, which applies log-softmax itself
     (a softmax here would be applied twice). Errata: a published listing writes `Class Network` (capital C,
@@ -240,7 +242,7 @@ class CompactNet(nn.Module):
     (10, 14), conv 12->12 (8, 18), conv 12->14 (6, 22), global average pool, then a 1x1 conv 14 -> 10
     as the classifier. The pool comes once the first layers have seen strokes (RF 5-6 px); every
     later layer works on a 4x smaller map. Parameters sit in 3x3 kernels (9 * c_in * c_out each);
-    there is no large fully connected layer. `batchnorm` and `dropout` exist for notebook 07's
+    there is no large fully connected layer. `batchnorm` and `dropout` exist for notebook 09's
     ablation study, `channels` (the six widths) for its stretch exercise.
     """
 

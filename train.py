@@ -1,33 +1,23 @@
 """Train a course model on MNIST or Fashion-MNIST from the command line.
 
     python train.py                                  # quick net on MNIST, its recipe (model.RECIPES)
-    python train.py --model compact                  # notebook 07's 5,862-parameter net, its 15-epoch recipe
-    python train.py --model fashion_best             # its recipe includes --dataset fashion_mnist
-    python train.py --model fashion --dataset fashion_mnist --optimizer adam --lr 0.001
+    python train.py --model compact                  # notebook 09's 5,862-parameter net, its 15-epoch recipe
     python train.py --val-size 10000                 # judge every epoch on 10,000 held-out training images
     python train.py --save ck.pt                     # interrupted? python train.py --resume ck.pt
-    python train.py --scheduler step --epochs 2 --save ck.pt   # then: ... --resume ck.pt --epochs 3
     python train.py --model s5 --help                # the options, with S5's recipe as their defaults
     torchrun --standalone --nproc_per_node=2 train.py --model fashion --dataset fashion_mnist
 
-The defaults below are the chosen model's recipe (model.RECIPES); with --resume, the checkpoint's
-options, of which only --epochs (to extend a StepLR or constant-rate run; OneCycleLR spans the
-whole run), --device, --test-every-epoch and the output paths may change. After every epoch the
-model is evaluated on the validation split (--val-size, if any, which also picks the best
-checkpoint); the test set is evaluated once, after the last epoch (--test-every-epoch: after every
-epoch too, for benchmarks of the time to reach an accuracy; choose nothing by it). --amp pays where
-the arithmetic dominates, such as on a CPU with native bf16; a small model on a big GPU waits on
-kernel launches instead. Data comes from $DATA_DIR (default: data/ beside this file). With
-COURSE_SMOKE=1 the default epochs and data sizes shrink so the whole run takes seconds (tests use
-this). The machinery (several processes, mixed precision, checkpoints) is in engine.py.
+The defaults are the chosen model's recipe; with --resume, the checkpoint's options, of which only
+--epochs (to extend a StepLR or constant-rate run), --device, --test-every-epoch and the output paths
+may change. Every epoch is judged on the validation split (--val-size); the test set is evaluated
+once, at the end (--test-every-epoch: after every epoch, for benchmarks; choose nothing by it).
+Data comes from $DATA_DIR (default: data/ beside this file); COURSE_SMOKE=1 makes a run tiny (tests).
+The machinery (several processes, mixed precision, checkpoints) is in engine.py.
 """
 
 import argparse
-import contextlib
 import functools
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,88 +32,76 @@ import utils
 
 # The loss for what a model returns (model.RECIPES names it): log-probabilities -> NLL, logits -> cross-entropy.
 LOSSES = {"nll": F.nll_loss, "cross_entropy": F.cross_entropy}
-# Settings a recipe (model.RECIPES) may leave out.
-FALLBACKS = {"loss": "cross_entropy", "dataset": "mnist", "scheduler": "step", "weight_decay": 0.0,
-             "augment": "default"}
+# What a recipe may leave out, and what every run starts from.
+FALLBACKS = {"loss": "cross_entropy", "dataset": "mnist", "scheduler": "step", "weight_decay": 0.0, "gamma": 0.1,
+             "seed": 1, "val_size": 0, "loader": "fast", "device": "auto", "amp": False, "test_every_epoch": False}
 # Options that may differ when resuming: output paths, where to run, and --epochs (checked apart).
 MAY_DIFFER_ON_RESUME = {"json", "save", "resume", "device", "epochs", "test_every_epoch"}
 
 
-# ==================== options
-
-
-def checked(convert, rule: str, test):
-    """An argparse type: `convert` the text, then refuse a value that fails `test`, stating the `rule`."""
-    def parse(text: str):
-        value = convert(text)
-        if not test(value):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
-        return value
-    parse.__name__ = convert.__name__  # text that is no number reads "invalid int value: 'x'"
-    return parse
-
-
-positive_int = checked(int, "a positive integer", lambda value: value > 0)
-non_negative_int = checked(int, "0 or more", lambda value: value >= 0)
-positive_float = checked(float, "positive", lambda value: value > 0)  # also refuses nan
-non_negative_float = checked(float, "0 or more", lambda value: value >= 0)
-fraction = checked(float, "in [0, 1)", lambda value: 0 <= value < 1)
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """--help: the docstring as written, and each option's default (the recipe's, or the checkpoint's)."""
-
-
-def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    """The command-line options; parse_args sets the defaults that the model's recipe or a checkpoint gives."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, add_help=add_help,
+def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
+    """The options, with `defaults` (the recipe's or the checkpoint's) shown in --help; without, only what was typed."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                add_help=defaults is not None, allow_abbrev=False,
+                                argument_default=None if defaults is not None else argparse.SUPPRESS,
                                 usage="%(prog)s [options]   (--help lists them)")
-    p.add_argument("--model", default="quick", choices=sorted(models.MODELS), help="network")
-    p.add_argument("--dataset", choices=sorted(utils.DATASETS), help="data set")
-    p.add_argument("--epochs", type=positive_int, help="total epochs")
-    p.add_argument("--batch-size", type=positive_int, help="training batch size")
-    p.add_argument("--optimizer", choices=["sgd", "adam"], help="optimiser")
-    p.add_argument("--lr", type=positive_float, help="learning rate (the peak with onecycle)")
-    p.add_argument("--momentum", type=fraction, help="SGD momentum")
-    p.add_argument("--weight-decay", type=non_negative_float, help="weight decay")
-    p.add_argument("--scheduler", choices=["step", "onecycle", "none"], help="StepLR, or OneCycleLR over the run")
-    p.add_argument("--step-size", type=positive_int, help="StepLR period in epochs")
-    p.add_argument("--gamma", type=positive_float, default=0.1, help="StepLR factor")
-    p.add_argument("--seed", type=non_negative_int, default=1, help="random seed")
-    p.add_argument("--limit", type=positive_int, help="use only the first N training samples (None: all)")
-    p.add_argument("--val-size", type=int, default=0, help="training samples held out to judge every epoch by")
+    def option(*names: str, help: str, group=p, **settings) -> None:
+        """An option whose help ends with its default, where it has one."""
+        value = (defaults or {}).get(names[0].lstrip("-").replace("-", "_"))
+        group.add_argument(*names, help=help + (f" (default: {value})" if value not in (None, False) else ""),
+                           **settings)
+
+    option("--model", choices=sorted(models.MODELS), help="network")
+    option("--dataset", choices=sorted(utils.DATASETS), help="data set")
+    option("--epochs", type=engine.positive_int, help="total epochs")
+    option("--batch-size", type=engine.positive_int, help="training batch size")
+    option("--optimizer", choices=["sgd", "adam"], help="optimiser")
+    option("--lr", type=engine.positive_float, help="learning rate (the peak with onecycle)")
+    option("--momentum", type=engine.fraction, help="SGD momentum")
+    option("--weight-decay", type=engine.non_negative_float, help="weight decay")
+    option("--scheduler", choices=["step", "onecycle", "none"], help="StepLR, or OneCycleLR over the run")
+    option("--step-size", type=engine.positive_int, help="StepLR period in epochs")
+    option("--gamma", type=engine.positive_float, help="StepLR factor")
+    option("--seed", type=engine.non_negative_int, help="random seed")
+    option("--limit", type=engine.positive_int, help="use only the first N training samples (default: all)")
+    option("--val-size", type=int, help="training samples held out to judge every epoch by")
     augment = p.add_mutually_exclusive_group()
-    augment.add_argument("--augment", choices=["default", *utils.AUGMENTATIONS],
-                         help="default: the data set's (mnist: rotate)")
-    augment.add_argument("--no-augment", dest="augment", action="store_const", const="none",
-                         help="same as --augment none (instead of %(default)s)")
-    p.add_argument("--loader", choices=["fast", "torchvision"], default="fast", help="fast: one tensor on the device")
-    p.add_argument("--num-workers", type=non_negative_int, help="torchvision loader's workers (None: by device)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="auto: CUDA, MPS, CPU")
-    p.add_argument("--amp", action="store_true", help="mixed precision: bf16 autocast, or fp16 with gradient "
-                   "scaling before Ampere; float32 (with a warning) where neither is native (README: On a GPU)")
-    p.add_argument("--test-every-epoch", action="store_true", help="test after every epoch too, for benchmarks")
-    p.add_argument("--json", metavar="PATH", help="write the results and per-epoch history here")
-    p.add_argument("--save", metavar="PATH", help="checkpoint after every epoch (best-by-validation beside it)")
-    p.add_argument("--resume", metavar="PATH", help="continue this checkpoint's run, with its options")
+    option("--augment", group=augment, choices=["default", *utils.AUGMENTATIONS],
+           help="training augmentation (by default the data set's; mnist: rotate)")
+    augment.add_argument("--no-augment", dest="augment", action="store_const", const="none", help="--augment none")
+    option("--loader", choices=["fast", "torchvision"], help="fast: the data set as one tensor on the device")
+    option("--num-workers", type=engine.non_negative_int, help="DataLoader workers (default: by device)")
+    option("--device", choices=["auto", "cpu", "cuda", "mps"], help="auto: CUDA, MPS, CPU")
+    option("--amp", action="store_true", help="mixed precision: bf16 autocast, or fp16 with gradient scaling "
+           "before Ampere; float32 (with a warning) where neither is native")
+    option("--test-every-epoch", action="store_true", help="test after every epoch too, for benchmarks")
+    option("--json", metavar="PATH", help="write the results and per-epoch history here")
+    option("--save", metavar="PATH", help="checkpoint after every epoch (best-by-validation beside it)")
+    option("--resume", metavar="PATH", help="continue this checkpoint's run, with its options")
+    if defaults is not None:
+        p.set_defaults(**defaults)
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and check every option before any work starts; the defaults are the recipe's or the checkpoint's."""
-    p = build_parser()
-    first = build_parser(add_help=False).parse_known_args(argv)[0]  # which model, which checkpoint
-    saved, done = checkpoint_options(p, first.resume) if first.resume else ({}, 0)
-    name = saved.get("model", first.model)
+    argv = sys.argv[1:] if argv is None else argv
+    typed = build_parser()
+    given = vars(typed.parse_known_args(argv)[0])  # only what was typed
+    try:
+        saved, done = engine.checkpoint_options(given["resume"]) if given.get("resume") else ({}, 0)
+    except engine.CheckpointError as err:
+        typed.error(str(err))
+    name = saved.get("model", given.get("model", "quick"))
     if name not in models.MODELS:  # a checkpoint can name a model this train.py does not have
-        p.error(f"{first.resume} was trained with model {name!r}, which is not one of "
-                f"{', '.join(sorted(models.MODELS))}")
+        typed.error(f"{given['resume']} was trained with model {name!r}, which is not one of "
+                    f"{', '.join(models.MODELS)}")
     recipe = {**FALLBACKS, **models.RECIPES[name]}
-    p.set_defaults(**{**recipe, "model": name, "epochs": engine.epochs(recipe["epochs"]), "limit": engine.data_limit()})
-    p.set_defaults(**{key: value for key, value in saved.items() if key not in ("json", "save", "resume")})
+    defaults = {**recipe, "model": name, "epochs": engine.epochs(recipe["epochs"]), "limit": engine.data_limit()}
+    defaults |= {key: value for key, value in saved.items() if key not in ("json", "save", "resume")}
+    p = build_parser(defaults)
     args = p.parse_args(argv)
-    changed = {key for key, value in vars(args).items() if value != p.get_default(key)}  # given, and not the default
-    differ = sorted(key for key in changed - MAY_DIFFER_ON_RESUME if key in saved)
+    differ = sorted(k for k in set(given) - MAY_DIFFER_ON_RESUME if k in saved and getattr(args, k) != saved[k])
     if differ:
         changes = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (checkpoint: {saved[k]})" for k in differ)
         p.error(f"cannot resume {args.resume} with different options, which would change the run: {changes}. "
@@ -137,78 +115,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0 <= args.val_size < train_size:
         p.error(f"--val-size must be between 0 and {train_size - 1} (the training samples), got {args.val_size}")
     for option, path in (("json", args.json), ("save", args.save), ("resume", None if args.save else args.resume)):
-        if path and (problem := unwritable(path)):
+        if path and (problem := engine.unwritable(path)):
             p.error(f"--{option} {path}: {problem}")
-    warn_unused(args, changed)
+    warn_unused(args, set(given))
     return args
 
 
-def checkpoint_options(p: argparse.ArgumentParser, path: str) -> tuple[dict, int]:
-    """The options a train.py checkpoint was trained with, and how many epochs it holds."""
-    try:
-        state = engine.load_checkpoint(path)
-    except engine.CheckpointError as err:
-        p.error(str(err))
-    saved = state.get("extra", {}).get("args") if isinstance(state, dict) else None
-    if not isinstance(saved, dict) or "model" not in state or "optimizer" not in state:
-        p.error(f"{path} is a PyTorch file but not a checkpoint written by train.py --save")
-    return saved, state.get("epoch", 0)
-
-
-def unwritable(path: str) -> str | None:
-    """Why no file can be written at `path` (None if one can), found by making one there (which goes again)."""
-    folder = Path(path).parent
-    if Path(path).is_dir():
-        return "is a directory, expected a file path"
-    made = [f for f in (folder, *folder.parents) if not f.exists()]  # deepest first
-    try:
-        folder.mkdir(parents=True, exist_ok=True)  # exist_ok: under torchrun every rank checks at once
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as err:
-        for f in made:  # a refused path leaves nothing behind
-            with contextlib.suppress(OSError):  # another rank's file may be in it by now
-                f.rmdir()
-        return f"cannot write a file in {folder} ({err.strerror}); expected a path in a folder you can write to"
-    return None
-
-
-def warn_unused(args: argparse.Namespace, changed: set[str]) -> None:
-    """Warn about options set to something that does nothing in the chosen setting."""
-    unused = []
-    if "momentum" in changed and args.optimizer != "sgd":
-        unused.append("--momentum (only SGD has momentum)")
-    if "num_workers" in changed and args.loader == "fast":
-        unused.append("--num-workers (the fast loader has no workers; use --loader torchvision)")
-    if {"step_size", "gamma"} & changed and args.scheduler != "step":
-        unused.append("--step-size/--gamma (only --scheduler step uses them)")
-    for text in unused:
+def warn_unused(args: argparse.Namespace, given: set[str]) -> None:
+    """Warn about options given that do nothing in the chosen setting."""
+    unused = {"--momentum (only SGD has momentum)": "momentum" in given and args.optimizer != "sgd",
+              "--num-workers (the fast loader has no workers; use --loader torchvision)":
+                  "num_workers" in given and args.loader == "fast",
+              "--step-size/--gamma (only --scheduler step uses them)":
+                  bool({"step_size", "gamma"} & given) and args.scheduler != "step"}
+    for text in [text for text, useless in unused.items() if useless]:
         print(f"warning: {text} has no effect here", file=sys.stderr)
 
 
 def augment_setting(args: argparse.Namespace) -> bool | str:
     """--augment as engine.get_loaders takes it: True for the data set's default, else its name."""
-    return True if args.augment == "default" else args.augment
-
-
-# ==================== training
-
-
-def start_distributed(device_name: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device) of this process; joins the process group when torchrun started several."""
-    try:
-        device = utils.get_device(device_name)
-    except ValueError as err:
-        raise engine.CourseError(f"--device {device_name}: {err}") from None
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return 0, 1, device
-    if device.type == "mps":
-        raise engine.CourseError("DistributedDataParallel does not support Apple MPS; run with --device cpu")
-    if device.type == "cuda":  # one GPU per process, NCCL between them
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world_size, device
+    return True if args.augment in (None, "default") else args.augment
 
 
 def precision(args: argparse.Namespace, device: torch.device) -> torch.dtype | None:
@@ -222,16 +148,13 @@ def precision(args: argparse.Namespace, device: torch.device) -> torch.dtype | N
 
 def describe_recipe(args: argparse.Namespace, amp: torch.dtype | None) -> str:
     """The resolved training recipe in one line."""
-    optimizer = f"{args.optimizer} lr {args.lr:g}"
-    if args.optimizer == "sgd":
-        optimizer += f" momentum {args.momentum:g}"
+    optimizer = f"{args.optimizer} lr {args.lr:g}" + (f" momentum {args.momentum:g}" if args.optimizer == "sgd" else "")
     schedule = {"step": f"StepLR every {args.step_size} epochs x {args.gamma:g}", "onecycle": "OneCycleLR",
                 "none": "constant lr"}[args.scheduler]
-    augment = engine.augmentation_name(args.dataset, augment_setting(args))
     mixed = f", {str(amp).removeprefix('torch.')} autocast" if amp else ""
     return (f"recipe: {args.loss} loss{mixed}, {optimizer}, weight decay {args.weight_decay:g}, {schedule}, "
-            f"batch {args.batch_size}, {args.epochs} epochs, augmentation {augment}, {args.loader} loader, "
-            f"seed {args.seed}")
+            f"batch {args.batch_size}, {args.epochs} epochs, augmentation "
+            f"{engine.augmentation_name(args.dataset, augment_setting(args))}, {args.loader} loader, seed {args.seed}")
 
 
 def make_optimizer(args: argparse.Namespace, net: torch.nn.Module) -> torch.optim.Optimizer:
@@ -246,87 +169,59 @@ def make_scheduler(args: argparse.Namespace, optimizer, steps_per_epoch: int):
     if args.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
     if args.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch
-        )
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
+                                                   steps_per_epoch=steps_per_epoch)
     return None
 
 
-def resume(path: str, net, optimizer, scheduler, device: torch.device) -> list[dict]:
-    """Restore weights, optimiser and scheduler (parse_args checked the options); return the history."""
-    state = engine.load_checkpoint(path, map_location=device)
-    engine.load_weights(net, state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    log(f"resumed from {path} after epoch {state['epoch']}")
-    return state["history"]
-
-
-def log(message: str) -> None:
-    """Print from rank 0 only."""
-    if engine.is_main_process():
-        print(message, flush=True)
-
-
-def weight_checksum(net: torch.nn.Module) -> float:
-    """The sum of all weights and buffers, on the CPU in float64 (MPS has no float64)."""
-    state = engine.unwrap(net).state_dict().values()
-    return sum(t.detach().cpu().double().sum().item() for t in state if t.is_floating_point())
-
-
 def run(args: argparse.Namespace, build=None) -> dict:
-    """Train and evaluate as the options say; return the results written to --json.
-
-    `build()` makes the network instead of model.build(args.model) (benchmarks/results.py's variants).
-    """
-    rank, world_size, device = start_distributed(args.device)
+    """Train and test as the options say (`build()` makes the network instead: benchmarks); return the results."""
+    rank, world_size, device = engine.start_distributed(args.device)
     amp = precision(args, device)
     if engine.smoke_mode():
-        log("=" * 78 + "\nSMOKE MODE (COURSE_SMOKE is set): a small subset and few epochs, for tests only.\n"
-            "Unset COURSE_SMOKE for a real run.\n" + "=" * 78)
-    log(describe_recipe(args, amp))
+        engine.log("SMOKE MODE (COURSE_SMOKE is set): a small subset and few epochs, for tests only.")
+    engine.log(describe_recipe(args, amp))
     utils.set_seed(args.seed)  # same seed on every rank: identical initial weights
-    loaders = engine.get_loaders(
-        args.dataset, args.batch_size, device, limit=args.limit, test_limit=engine.data_limit(),
-        val_size=args.val_size, augment=augment_setting(args), seed=args.seed, loader=args.loader,
-        num_workers=args.num_workers, rank=rank, world_size=world_size,
-    )
+    loaders = engine.get_loaders(args.dataset, args.batch_size, device, limit=args.limit,
+                                 test_limit=engine.data_limit(), val_size=args.val_size, augment=augment_setting(args),
+                                 seed=args.seed, loader=args.loader, num_workers=args.num_workers, rank=rank,
+                                 world_size=world_size)
     net = (build or functools.partial(models.build, args.model))().to(device)
     if world_size > 1:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(args, net)
     scheduler = make_scheduler(args, optimizer, len(loaders.train))
-    history = resume(args.resume, net, optimizer, scheduler, device) if args.resume else None
-    params = models.count_parameters(net)
-    train_samples = len(loaders.train.dataset)  # all ranks' samples: each rank's loader picks its own part
+    history = engine.resume(args.resume, net, optimizer, scheduler, device) if args.resume else None
+    params, train_samples = models.count_parameters(net), len(loaders.train.dataset)  # all ranks' samples
     test_total = int(engine.all_reduce_sums([len(loaders.test.dataset)], device)[0])
-    log(f"{args.model} ({params:,} parameters) on {args.dataset}, device {device}"
-        f"{f' x {world_size} processes' if world_size > 1 else ''}, {train_samples:,} training samples, "
-        f"{args.epochs} epochs")
+    engine.log(f"{args.model} ({params:,} parameters) on {args.dataset}, device {device}"
+               f"{f' x {world_size} processes' if world_size > 1 else ''}, {train_samples:,} training samples, "
+               f"{args.epochs} epochs")
 
-    tic = time.perf_counter()
-    loss_fn = LOSSES[args.loss]
-    history = engine.fit(
-        net, loaders.train, loaders.val, loss_fn, optimizer, args.epochs, device, scheduler,
-        history=history, seed=args.seed, checkpoint=args.save or args.resume, extra={"args": vars(args)},
-        amp=amp, test_loader=loaders.test if args.test_every_epoch else None,
-    )
-    test_loss, test_acc = engine.evaluate(net, loaders.test, loss_fn, device, amp)
+    tic, loss_fn = time.perf_counter(), LOSSES[args.loss]
+    history = engine.fit(net, loaders.train, loaders.val, loss_fn, optimizer, args.epochs, device, scheduler,
+                         history=history, seed=args.seed, checkpoint=args.save or args.resume,
+                         extra={"args": vars(args)}, amp=amp,
+                         test_loader=loaders.test if args.test_every_epoch else None)
+    if args.test_every_epoch and "test_accuracy" in history[-1]:  # the last epoch was tested already
+        test_loss, test_acc = history[-1]["test_loss"], history[-1]["test_accuracy"]
+    else:
+        test_loss, test_acc = engine.evaluate(net, loaders.test, loss_fn, device)
     correct = round(test_acc * test_total)
-    log(f"test accuracy {100 * test_acc:.2f}% ({correct}/{test_total})")
-    checksums = engine.all_gather(weight_checksum(net)) if world_size > 1 else None  # are the ranks' models equal?
-    return {
+    engine.log(f"test accuracy {100 * test_acc:.2f}% ({correct}/{test_total})")
+    results = {
         "model": args.model, "dataset": args.dataset, "device": str(device), "params": params,
         "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "world_size": world_size,
         "effective_batch_size": args.batch_size * world_size, "train_samples": train_samples,
-        "train_samples_per_rank": [engine.shard_size(train_samples, world_size)] * world_size,
-        "weight_checksums": checksums, "weights_in_sync": checksums is None or len(set(checksums)) == 1,
         "test_accuracy": test_acc, "test_loss": test_loss, "test_correct": correct, "test_total": test_total,
         "wall_seconds": time.perf_counter() - tic, "amp": str(amp) if amp else None,
-        "torch": torch.__version__, "smoke": engine.smoke_mode(),
-        "history": history, "args": vars(args),
+        "torch": torch.__version__, "smoke": engine.smoke_mode(), "history": history, "args": vars(args),
     }
+    if world_size > 1:  # are the ranks' models equal, and did each rank train its share?
+        checksums = engine.all_gather(engine.weight_checksum(net))
+        results |= {"weight_checksums": checksums, "weights_in_sync": len(set(checksums)) == 1,
+                    "train_samples_per_rank": [engine.shard_size(train_samples, world_size)] * world_size}
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:

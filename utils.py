@@ -31,6 +31,9 @@ from torch.utils.data import DataLoader, Dataset, Subset, random_split
 from torchvision import datasets, transforms
 from tqdm import tqdm
 
+COURSE_MODULE = "pytorch-course"  # the setup cell of every notebook checks it
+
+
 # ==================== 01_tensors.ipynb · 1. Creating tensors, reproducibly
 
 def set_seed(seed: int) -> None:
@@ -80,11 +83,7 @@ def course_folder() -> Path:
 
 
 def data_root() -> Path:
-    """Where the data sets live: $DATA_DIR if set, else data/ in the course folder.
-
-    A relative DATA_DIR that does not exist from the current folder is taken from the course folder,
-    so `DATA_DIR=../shared/data` set in the course folder also works in a notebook, which runs in notebooks/.
-    """
+    """Where the data sets live: $DATA_DIR if set (a relative path also from the course folder), else data/ there."""
     course = course_folder()
     env = os.environ.get("DATA_DIR", "").strip()
     if not env:
@@ -146,9 +145,20 @@ def show_images(images: torch.Tensor, labels, name: str, title: str = "Images", 
 
 # ==================== 02_first_network.ipynb · 6. The loops, saved: `train_epoch` and `evaluate`
 
+def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn,
+               optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """One weight update on one batch (forward, loss, zero_grad, backward, step); returns the loss and the output."""
+    output = model(images)
+    loss = loss_fn(output, labels)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss, output
+
+
 def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device: torch.device,
-                scheduler=None, desc: str = "train", progress: bool = True) -> tuple[float, float]:
-    """One pass over the training data; returns the mean loss and the accuracy over it.
+                scheduler=None, desc: str = "train", progress: bool = True, step=train_step) -> tuple[float, float]:
+    """One pass over the training data, `step` on every batch; returns the mean loss and the accuracy over it.
 
     `scheduler`, if given, steps after every batch (OneCycleLR). A progress bar shows how far the
     epoch has come unless `progress` is False.
@@ -159,11 +169,7 @@ def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimi
     seen = 0
     for images, labels in tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stdout):
         images, labels = images.to(device), labels.to(device)
-        output = model(images)
-        loss = loss_fn(output, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        loss, output = step(model, images, labels, loss_fn, optimizer)
         if scheduler is not None:
             scheduler.step()
         loss_sum += loss.detach() * len(labels)
@@ -236,6 +242,30 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.op
         if checkpoint is not None and row["val_loss"] == min(r["val_loss"] for r in history):
             torch.save({"model": model.state_dict(), "epoch": epoch, "val_loss": row["val_loss"]}, checkpoint)
     return history
+
+
+# ==================== 03_training.ipynb · 5. Keep the best model, judged on validation data
+
+def plot_history(history: list[dict], title: str = "Training history"):
+    """Loss and accuracy per epoch (train, and validation/test where present); returns the figure."""
+    import matplotlib.pyplot as plt  # imported here: only the pictures need matplotlib
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for split in ("train", "val", "test"):
+        rows = [row for row in history if f"{split}_loss" in row]
+        if rows:
+            epochs = [row["epoch"] for row in rows]
+            ax_loss.plot(epochs, [row[f"{split}_loss"] for row in rows], marker="o", label=split)
+            ax_acc.plot(epochs, [row[f"{split}_accuracy"] for row in rows], marker="o", label=split)
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set(title=f"{metric.capitalize()} per epoch", xlabel="epoch", ylabel=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 # ==================== 04_convolutions.ipynb · 4. Reading a big convnet: seven convolutions
@@ -342,7 +372,7 @@ def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28), sho
             elif op in GLOBAL_OPS and isinstance(out, torch.Tensor) and (out.dim() == 2 or out.shape[-1] == 1):
                 state["rf"] = "all"
             if state["depth"] == 0 and (geometry or op in GLOBAL_OPS):
-                add_row(f"F.{op.lstrip('_')}", "function", out, 0)
+                add_row("torch.flatten" if op == "flatten" else f"F.{op.lstrip('_')}", "function", out, 0)
             return out
 
     def pre_hook(module, inputs):
@@ -377,7 +407,7 @@ def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28), sho
 # ==================== 05_convnet_mnist.ipynb · 1. Why normalise with 0.1307 and 0.3081?
 
 def pixel_stats(ds: Dataset) -> tuple[float, float]:
-    """Mean and std of all pixels of a data set whose transform is ToTensor() only (notebook 03, by hand)."""
+    """Mean and std of all pixels of a data set whose transform is ToTensor() only (notebook 05, by hand)."""
     total = total_of_squares = 0.0
     count = 0
     for images, _ in DataLoader(ds, batch_size=10_000):
@@ -418,30 +448,6 @@ def train_transform(name: str, augmentation: str = "rotate") -> transforms.Compo
     if settings.get("shift"):
         steps.append(transforms.RandomCrop(28, padding=settings["shift"], fill=0))
     return transforms.Compose([*steps, *test_transform(name).transforms])
-
-
-# ==================== 05_convnet_mnist.ipynb · 4. Training S5: SGD with momentum and a step schedule
-
-def plot_history(history: list[dict], title: str = "Training history"):
-    """Loss and accuracy per epoch (train, and validation/test where present); returns the figure."""
-    import matplotlib.pyplot as plt  # imported here: only the pictures need matplotlib
-    from matplotlib.ticker import MaxNLocator
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for split in ("train", "val", "test"):
-        rows = [row for row in history if f"{split}_loss" in row]
-        if rows:
-            epochs = [row["epoch"] for row in rows]
-            ax_loss.plot(epochs, [row[f"{split}_loss"] for row in rows], marker="o", label=split)
-            ax_acc.plot(epochs, [row[f"{split}_accuracy"] for row in rows], marker="o", label=split)
-    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-        ax.set(title=f"{metric.capitalize()} per epoch", xlabel="epoch", ylabel=metric)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 
 # ==================== 05_convnet_mnist.ipynb · 5. Where does it go wrong? Confusion matrix and confident mistakes
@@ -517,7 +523,7 @@ class TensorLoader:
     Iterate it like a DataLoader of (images, labels); `len()` counts batches, `.dataset` is the data
     set it serves. Each epoch's order comes from a seeded generator on the CPU, so a seed gives the
     same batches on every device; `set_epoch(epoch)` reseeds it. `augment(batch, generator)`, if
-    given, changes every batch on the device (notebook 03 writes one).
+    given, changes every batch on the device (notebook 05b, section 4, writes one).
     """
 
     def __init__(self, dataset: Dataset, name: str, device: torch.device, batch_size: int = 128,
@@ -577,6 +583,23 @@ class Loaders(NamedTuple):
     test: DataLoader
 
 
+def get_datasets(name: str, limit: int | None = None, test_limit: int | None = None, val_size: int = 0,
+                 seed: int = 0, train_transform=None) -> tuple[Dataset, Dataset | None, Dataset]:
+    """The training, validation (None without `val_size`) and test sets of a data set, by name.
+
+    `limit` keeps the first N training images; `val_size` holds out that many of them (seeded,
+    normalised and never augmented) for choosing settings; `train_transform` may augment the rest.
+    """
+    train_set = get_dataset(name, train=True, transform=train_transform, limit=limit)
+    test_set = get_dataset(name, train=False, limit=test_limit)
+    val_set = None
+    if val_size:
+        train_idx, val_idx = split_indices(len(train_set), val_size, seed)
+        val_set = Subset(get_dataset(name, train=True, limit=limit), val_idx)  # normalised, never augmented
+        train_set = Subset(train_set, train_idx)
+    return train_set, val_set, test_set
+
+
 def get_loaders(name: str, batch_size: int = 128, device: torch.device | None = None, limit: int | None = None,
                 test_limit: int | None = None, val_size: int = 0, seed: int = 0, loader: str = "torchvision",
                 train_transform=None, augment=None, num_workers: int = 0, pin_memory: bool = False) -> Loaders:
@@ -586,20 +609,14 @@ def get_loaders(name: str, batch_size: int = 128, device: torch.device | None = 
     augmented) for choosing settings, so the test set stays untouched. loader="torchvision":
     DataLoaders (the training one shuffles with its own seeded generator; `train_transform` may
     augment). loader="fast": TensorLoaders, the same images from one tensor on `device` (`augment`
-    may change each batch). `num_workers` and `pin_memory` go to the DataLoaders (notebook 05).
+    may change each batch). `num_workers` and `pin_memory` go to the DataLoaders (notebook 07).
     """
     if loader not in ("torchvision", "fast"):
         raise ValueError(f"unknown loader {loader!r}; expected torchvision or fast")
     if (loader == "fast" and train_transform is not None) or (loader == "torchvision" and augment is not None):
         raise ValueError("train_transform is for loader='torchvision', augment for loader='fast'")
     device = device or get_device()
-    train_set = get_dataset(name, train=True, transform=train_transform, limit=limit)
-    test_set = get_dataset(name, train=False, limit=test_limit)
-    val_set = None
-    if val_size:
-        train_idx, val_idx = split_indices(len(train_set), val_size, seed)
-        val_set = Subset(get_dataset(name, train=True, limit=limit), val_idx)  # normalised, never augmented
-        train_set = Subset(train_set, train_idx)
+    train_set, val_set, test_set = get_datasets(name, limit, test_limit, val_size, seed, train_transform)
     eval_batch = eval_batch_size(batch_size)
     if loader == "fast":
         train = TensorLoader(train_set, name, device, batch_size, shuffle=True, augment=augment, seed=seed)

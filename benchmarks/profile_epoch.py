@@ -1,6 +1,6 @@
 """Where does a training epoch's time go? torch.profiler over the first batches of train.py's recipe.
 
-    python benchmarks/profile_epoch.py                       # notebook 07's compact and its recipe
+    python benchmarks/profile_epoch.py                       # notebook 09's compact and its recipe
     python benchmarks/profile_epoch.py --model quick --batches 150    # train.py's default network
 
 Each training step is split into four labelled phases (record_function): "batch" (the loader:

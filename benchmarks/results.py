@@ -10,7 +10,7 @@ Each run is `train.py` itself (`train.run` on the same command-line options), so
 reproduced with the `command` stored beside it in the JSON. Every configuration holds out 10,000
 training images as a validation split (`--val-size 10000`: a random split seeded by --seed, so each
 seed holds out its own 10,000; 50,000 are left to train on) and reports two figures after the final
-epoch: validation accuracy, the one that design decisions (notebook 07's ablation and design
+epoch: validation accuracy, the one that design decisions (notebook 09's ablation and design
 history) are made on, and test accuracy, evaluated once at the end of each run and chosen by
 nothing. The table gives median, min and max over seeds. New results are merged into the existing
 JSON by configuration name, so `--only` updates some rows and keeps the others.
@@ -57,7 +57,7 @@ CONFIGS: dict[str, dict] = {
 
 
 def first_compact(dropout: float = 0.05) -> nn.Module:
-    """Notebook 07's first CompactNet (5,546 parameters): convs 1-8-12 | pool | 12-12-16, none padded."""
+    """Notebook 09's first CompactNet (5,546 parameters): convs of 8, 12 | pool | 12, 12, 16 channels, none padded."""
     def block(c_in: int, c_out: int) -> list[nn.Module]:
         return [nn.Conv2d(c_in, c_out, 3, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()] + (
             [nn.Dropout(dropout)] if dropout else [])
@@ -66,7 +66,7 @@ def first_compact(dropout: float = 0.05) -> nn.Module:
 
 
 def first_fashion() -> nn.Module:
-    """Notebook 07's first Fashion-MNIST net (66,170 parameters): FashionBestNet with one conv at 14x14."""
+    """Notebook 09's first Fashion-MNIST net (66,170 parameters): FashionBestNet with one conv at 14x14."""
     def block(c_in: int, c_out: int) -> list[nn.Module]:
         return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
     return nn.Sequential(*block(1, 16), nn.MaxPool2d(2), *block(16, 32), nn.MaxPool2d(2), *block(32, 64),
@@ -74,7 +74,7 @@ def first_fashion() -> nn.Module:
 
 
 # Variants of a configuration, seed 1, judged by validation accuracy against the configuration's own
-# seed-1 run: the ablation (one ingredient of compact's recipe removed or swapped) and notebook 07's
+# seed-1 run: the ablation (one ingredient of compact's recipe removed or swapped) and notebook 09's
 # design history (the networks tried before compact and fashion_best). "model" builds the network, which
 # train.run trains in place of the configuration's own.
 ABLATIONS: dict[str, dict] = {

@@ -1,4 +1,4 @@
-"""Notebook 07, exercise 3 (stretch goal): a 4,894-parameter CompactNet variant, judged on validation.
+"""Notebook 09, exercise 3 (stretch goal): a 4,894-parameter CompactNet variant, judged on validation.
 
     python instructors/smaller_compact.py              # seeds 1-3, about 2-4 minutes each on a 2-core CPU
     python instructors/smaller_compact.py --seeds 1

@@ -7,9 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-
-import engine
 
 ROOT = Path(__file__).resolve().parent.parent
 # compact has BatchNorm: its running statistics are buffers that each rank updates on its own batches.
@@ -50,14 +47,3 @@ def test_accuracy_matches_a_single_process_with_the_same_total_batch(two_process
     assert single["world_size"] == 1
     assert single["test_accuracy"] > 0.5 and two_process_run["test_accuracy"] > 0.5
     assert abs(single["test_accuracy"] - two_process_run["test_accuracy"]) < 0.08
-
-
-def test_distributed_sampler_shards_cover_the_epoch(data_root):
-    seen = []
-    for rank in (0, 1):
-        loaders = engine.get_loaders("mnist", 100, torch.device("cpu"), limit=1000, rank=rank, world_size=2)
-        loaders.train.sampler.set_epoch(3)
-        seen += list(loaders.train.sampler)
-        assert len(loaders.train.sampler) == engine.shard_size(1000, 2) == 500
-        assert len(loaders.test.dataset) == 5000
-    assert sorted(seen) == list(range(1000))

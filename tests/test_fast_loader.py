@@ -46,25 +46,43 @@ def test_shuffle_is_reproducible_for_a_seed(data_root):
     assert torch.equal(a.order(), b.order()) and not torch.equal(a.order(), c.order())
 
 
-def test_batches_equal_the_torchvision_pipeline(data_root):
-    ds = utils.get_dataset("mnist", True, limit=300)
-    tensor_batches = list(utils.TensorLoader(ds, "mnist", CPU, batch_size=100))
-    torch_batches = list(torch.utils.data.DataLoader(ds, batch_size=100))
-    for (xa, ya), (xb, yb) in zip(tensor_batches, torch_batches):
-        assert torch.equal(ya, yb)
-        assert torch.allclose(xa, xb, atol=1e-5)
+def sharded(limit: int) -> list:
+    """The two ranks' fast loaders of a 2-process run over the first `limit` MNIST images, with rotation."""
+    ds = utils.get_dataset("mnist", True, limit=limit)
+    return [engine.ShardedTensorLoader(ds, "mnist", CPU, 64, shuffle=True, seed=2, rank=r, world_size=2,
+                                       augment=utils.batch_augmentation("rotate")) for r in (0, 1)]
 
 
-def test_sharding_splits_an_epoch_between_ranks(data_root):
-    ds = utils.get_dataset("mnist", True, limit=1001)
-    ranks = [engine.ShardedTensorLoader(ds, "mnist", CPU, 64, shuffle=True, seed=2, rank=r, world_size=2)
-             for r in (0, 1)]
+def test_sharding_splits_an_epoch_between_ranks_and_each_rank_augments_its_own_way(data_root):
+    ranks = sharded(1001)
     for loader in ranks:
         loader.set_epoch(1)
     orders = [loader.order() for loader in ranks]
     assert sorted(torch.cat(orders).tolist()[:-1]) == list(range(1001))  # padded by one wrapped sample
     assert [len(order) for order in orders] == [engine.shard_size(1001, 2)] * 2 == [501, 501]
     assert [len(loader) for loader in ranks] == [8, 8] and sum(len(y) for _, y in ranks[1]) == 501
+    thetas = [utils.augment_theta(64, 28, loader.generator) for loader in ranks]
+    assert not torch.allclose(thetas[0], thetas[1])  # not the same rotation for each rank's k-th sample
+
+
+def test_ranks_share_the_order_even_in_epochs_without_set_epoch(data_root):
+    ranks = sharded(100)
+    for epoch in range(3):  # no set_epoch: each rank's generators run on from the seed
+        orders = [loader.order() for loader in ranks]
+        for loader in ranks:  # and the augmentation draws in between, as a real epoch makes them
+            utils.augment_theta(64, 28, loader.generator)
+        assert sorted(torch.cat(orders).tolist()) == list(range(100)), epoch  # every sample once per epoch
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_torchvision_ranks_cover_the_epoch_like_the_fast_loader(data_root, world_size):
+    ranks = [engine.get_loaders("mnist", 100, CPU, limit=1000, rank=r, world_size=world_size)
+             for r in range(world_size)]
+    for loaders in ranks:
+        loaders.train.sampler.set_epoch(1)
+    seen = [i for loaders in ranks for i in loaders.train.sampler]
+    assert set(seen) == set(range(1000)) and len(seen) == engine.shard_size(1000, world_size) * world_size
+    assert sum(len(loaders.test.dataset) for loaders in ranks) == 10_000  # evaluation shards cover the test set
 
 
 def test_augmentation_keeps_shapes_labels_and_changes_pixels(data_root):

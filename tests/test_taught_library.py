@@ -64,7 +64,7 @@ def test_no_helper_uses_a_name_defined_further_down():
 
 
 def test_the_taught_library_knows_nothing_of_several_processes_or_mixed_precision():
-    # Notebook 05 points at engine.py for those; the loops a student reads in notebook 02 stay plain.
+    # Notebook 07 points at engine.py for those; the loops a student reads in notebooks 02 and 03 stay plain.
     words = r"DistributedDataParallel|DistributedSampler|GradScaler|autocast|all_reduce|world_size|\brank\b|\bamp\b"
     assert re.findall(words, UTILS) == []
     imported = {n.module for n in ast.walk(TREE) if isinstance(n, ast.ImportFrom)}
@@ -123,4 +123,26 @@ def test_the_engine_trains_exactly_like_the_taught_fit_on_one_cpu(data_root, sch
     (taught, taught_history), (engine_state, engine_history) = results
     assert taught_history == engine_history
     assert all(torch.equal(taught[key], engine_state[key]) for key in taught)
-    assert capsys.readouterr().out == ""  # verbose=False: no bars, no lines
+
+
+def test_the_engine_has_no_batch_loop_of_its_own_and_runs_the_taught_one(data_root, monkeypatch):
+    import torch
+    import torch.nn.functional as F
+
+    import engine
+    import model
+    import utils
+
+    engine_tree = ast.parse((ROOT / "engine.py").read_text())
+    loops = [ast.unparse(node.iter) for node in ast.walk(engine_tree) if isinstance(node, ast.For)]
+    assert not [it for it in loops if re.search(r"loader|bar\b|batch", it)], loops
+    calls = []
+    for name in ("train_step", "train_epoch", "evaluate"):
+        real = getattr(utils, name)
+        monkeypatch.setattr(utils, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    cpu = torch.device("cpu")
+    loaders = engine.get_loaders("mnist", 100, cpu, limit=300, val_size=100, loader="fast")
+    net = model.build("mlp")
+    engine.fit(net, loaders.train, loaders.val, F.nll_loss, torch.optim.SGD(net.parameters(), lr=0.01), 1, cpu,
+               verbose=False)
+    assert calls == ["train_epoch", "train_step", "train_step", "evaluate"]  # 200 images in batches of 100

@@ -35,6 +35,9 @@ if sys.version_info < (3, 10):  # noqa: UP036 - checked first: the code below wr
     raise RuntimeError(f"the course needs Python 3.10 or newer; this is Python {sys.version.split()[0]}")
 '''
 HEADER_IMPORTS = {("sys", None)}  # imported by the header itself
+# After the imports: the marker that the notebooks' setup cell checks (another utils.py would shadow this one).
+MARKER_LINE = 'COURSE_MODULE = "pytorch-course"  # the setup cell of every notebook checks it\n'
+
 
 
 def saved_cells(notebooks: list[Path]) -> list[tuple[str, str, str]]:
@@ -108,7 +111,8 @@ def build(notebooks: list[Path]) -> str:
         heading = f"# ==================== {notebook} · {section}"
         parts.append(body if heading == last_heading else f"{heading}\n\n{body}")
         last_heading = heading
-    return HEADER + "\n" + import_lines(imports) + "\n\n" + "\n\n\n".join(parts) + "\n"  # as ruff's isort spaces it
+    return (HEADER + "\n" + import_lines(imports) + "\n\n" + MARKER_LINE + "\n\n"  # as ruff's isort spaces it
+            + "\n\n\n".join(parts) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
     python tools/draw_digits.py        # rewrites the ten PNG files
 
-Notebook 03 (section 10) reads them as a student's own photos would be read: colour, dark ink on light
+Notebook 05 (section 6) reads them as a student's own photos would be read: colour, dark ink on light
 paper, larger than 28x28, the digit off-centre. They are drawn, not photographed or downloaded: each
 digit is a few strokes (polylines and arcs in a 100x100 box) drawn with a round pen; a fixed seed adds
 a little wobble, tilt, uneven paper and noise, so the files are the same on every run.

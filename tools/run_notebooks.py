@@ -8,7 +8,7 @@ tidied the way a reader should see them: consecutive stream outputs of a cell ar
 and a progress bar that redrew itself with carriage returns keeps only its final state (one line
 per epoch). It refuses to save a notebook whose outputs contain an error, a stderr stream or a path
 of this machine, naming the cell, so what is committed never shows any of them. A full run executes
-every cell, also those the tests skip (notebook 04's %tensorboard cell, tagged skip-execution).
+every cell, also those the tests skip (notebook 06's %tensorboard cell, tagged skip-execution).
 """
 
 import argparse
@@ -69,7 +69,7 @@ def run(path: Path) -> float:
     """Execute one notebook in place; return the seconds it took."""
     nb = nbformat.read(path, as_version=4)
     env_smoke = os.environ.pop("COURSE_SMOKE", None)  # a full run
-    # The kernel's shell commands (notebook 04's %tensorboard) find this Python's scripts, as in an
+    # The kernel's shell commands (notebook 06's %tensorboard) find this Python's scripts, as in an
     # activated virtual environment, even when this script was started as .venv/bin/python.
     scripts = str(Path(sys.executable).parent)
     if scripts not in os.environ.get("PATH", "").split(os.pathsep):
