@@ -39,29 +39,27 @@ def unanswered(answer) -> bool:
     return False
 
 
-def as_number(answer) -> int | float | str:
-    """The answer as a Python number, or the reason it is not one (a str)."""
+def as_number(answer, decimals: int | None = None) -> int | float | None:
+    """The answer as a Python number (rounded to `decimals` if given), or None once it has said why it is not one."""
+    if unanswered(answer):
+        return None
     if isinstance(answer, (torch.Tensor, np.ndarray)):
         if math.prod(answer.shape) != 1:
-            return f"Expected one number, got an array of shape {tuple(answer.shape)}."
+            return verdict(False, f"Expected one number, got an array of shape {tuple(answer.shape)}.")
         answer = answer.item()
     if isinstance(answer, np.generic):  # a NumPy scalar (np.int64, np.float32, ...) is a number too
         answer = answer.item()
     if not isinstance(answer, (int, float)) or isinstance(answer, bool):
-        return f"Expected a number, got {type(answer).__name__}."
-    return answer
+        return verdict(False, f"Expected a number, got {type(answer).__name__}.")
+    return round(answer, decimals) if decimals is not None else answer
 
 
 def check_number(answer, expected: float, why: str, mistakes: dict | None = None, hint: str = "",
                  decimals: int | None = None) -> None:
     """Compare a numeric answer (rounded to `decimals` if given); a known wrong answer gets its own explanation."""
-    if unanswered(answer):
+    answer = as_number(answer, decimals)
+    if answer is None:
         return
-    answer = as_number(answer)
-    if isinstance(answer, str):
-        return verdict(False, answer)
-    if decimals is not None:
-        answer = round(answer, decimals)
     if math.isclose(answer, expected, rel_tol=1e-6, abs_tol=1e-9):
         return verdict(True, why)
     for wrong, explanation in (mistakes or {}).items():
@@ -87,18 +85,20 @@ def _digest(key: str, purpose: str) -> bytes:
     return hashlib.sha256(f"pytorch-course:{purpose}:{key}".encode()).digest()
 
 
-def seal_text(text: str, key: str) -> str:
-    """`text` encrypted with `key` (a keystream from SHA-256), as hex."""
-    data = text.encode()
+def _xor_with_key(data: bytes, key: str) -> bytes:
+    """`data` XORed with a keystream made from `key` by SHA-256: the same call encrypts and decrypts."""
     stream = b"".join(_digest(key, f"stream{i}") for i in range(len(data) // 32 + 1))
-    return bytes(a ^ b for a, b in zip(data, stream)).hex()
+    return bytes(a ^ b for a, b in zip(data, stream))
+
+
+def seal_text(text: str, key: str) -> str:
+    """`text` encrypted with `key`, as hex."""
+    return _xor_with_key(text.encode(), key).hex()
 
 
 def open_text(sealed: str, key: str) -> str:
     """The text that seal_text encrypted with `key`."""
-    data = bytes.fromhex(sealed)
-    stream = b"".join(_digest(key, f"stream{i}") for i in range(len(data) // 32 + 1))
-    return bytes(a ^ b for a, b in zip(data, stream)).decode()
+    return _xor_with_key(bytes.fromhex(sealed), key).decode()
 
 
 def seal_number_check(expected: float, why: str, mistakes: dict | None = None, hint: str = "",
@@ -115,13 +115,9 @@ def seal_number_check(expected: float, why: str, mistakes: dict | None = None, h
 
 def check_sealed(answer, sealed: dict) -> None:
     """check_number for a sealed check: the same verdicts, from hashes."""
-    if unanswered(answer):
+    answer = as_number(answer, sealed["decimals"])
+    if answer is None:
         return
-    answer = as_number(answer)
-    if isinstance(answer, str):
-        return verdict(False, answer)
-    if sealed["decimals"] is not None:
-        answer = round(answer, sealed["decimals"])
     key = answer_key(answer, sealed["decimals"])
     digest = _digest(key, "answer").hex()
     if digest == sealed["answer"]:
@@ -279,7 +275,6 @@ def check_dropout_values(values) -> None:
         return verdict(False, "kept values are divided by (1 - p), not multiplied by it.")
     return verdict(False, "Think of what a dropped unit outputs, and what dropout does to the kept ones so that the "
                           "average output stays what it is in eval() mode.")
-
 
 
 def check_schedule_steps(steps) -> None:
