@@ -503,22 +503,22 @@ def check_sequential_params(count) -> None:
 # ==================== 09 small models
 
 def check_classifier_params(count) -> None:
-    """09.1: parameters of nn.Flatten() + nn.Linear on CompactNet's last map (14 channels, 6 x 6) to 10 classes."""
+    """09.1: parameters of nn.Flatten() + nn.Linear on compact's last map (11 channels, 5 x 5) to 10 classes."""
     return check_number(
-        count, 5_050, "14 * 6 * 6 = 504 inputs: 504 * 10 + 10 = 5,050, against 150 for the 1x1 classifier.",
-        {5_040: "that leaves out the linear layer's biases.",
-         150: "that is today's 1x1 classifier after global average pooling (14 * 10 + 10); without the pooling "
-              "the linear layer sees all 6 x 6 positions of each channel."},
+        count, 2_760, "11 * 5 * 5 = 275 inputs: 275 * 10 + 10 = 2,760, against 120 for the 1x1 classifier.",
+        {2_750: "that leaves out the linear layer's biases.",
+         120: "that is today's 1x1 classifier after global average pooling (11 * 10 + 10); without the pooling "
+              "the linear layer sees all 5 x 5 positions of each channel."},
         "Count the inputs of the linear layer first: channels * height * width.",
     )
 
 
-def check_pool_later(rf) -> None:
-    """09.2: final receptive field of CompactNet with its max-pool after the third convolution (unpadded)."""
+def check_stride_one(rf) -> None:
+    """09.2: final receptive field of compact with stride 1 in its first convolution (nothing else changed)."""
     return check_number(
-        rf, 20, "3, 5, 7 before the pool (jump 1), 8 after it (jump 2), then 12, 16, 20.",
-        {22: "that is today's network: with the pool one layer later, the third convolution steps 1 pixel at "
-             "a time (jump 1) and adds 2 instead of 4.",
-         18: "that leaves out what the pool itself adds to the field."},
-        "Add (k - 1) * jump per layer; the jump becomes 2 only after the pool.",
+        rf, 13, "With jump 1 throughout, each of the six 3x3 convolutions adds 2: 3, 5, 7, 9, 11, 13.",
+        {23: "that is today's network: the stride-2 convolution makes the jump 2, so every later 3x3 "
+             "convolution adds 4 pixels. With stride 1 the jump stays 1.",
+         12: "the first convolution sees 3 pixels on its own, and each later one adds (3 - 1) * jump."},
+        "Add (k - 1) * jump per layer; the jump is the product of the strides before the layer.",
     )

@@ -10,6 +10,7 @@ or log-probabilities (`log_softmax`), to train with `F.nll_loss`. The training c
 (`RECIPES[name]["loss"]` for train.py); nothing here changes it behind your back.
 """
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -232,56 +233,20 @@ def mlp_sequential(hidden: int = 256) -> nn.Sequential:
     )
 
 
-# --------------------------------------------------------------------------- compact MNIST net
-
-class CompactNet(nn.Module):
-    """A 5,862-parameter MNIST convnet: six thin 3x3 convs with BatchNorm, one max-pool, global average pooling.
-
-    Returns logits (train with `F.cross_entropy`). Layer plan (output side, receptive field): conv
-    1->8 (26, 3), conv 8->10 (24, 5), max-pool (12, 6), conv 10->10 padded (12, 10), conv 10->12
-    (10, 14), conv 12->12 (8, 18), conv 12->14 (6, 22), global average pool, then a 1x1 conv 14 -> 10
-    as the classifier. The pool comes once the first layers have seen strokes (RF 5-6 px); every
-    later layer works on a 4x smaller map. Parameters sit in 3x3 kernels (9 * c_in * c_out each);
-    there is no large fully connected layer. `batchnorm` and `dropout` exist for notebook 09's
-    ablation study, `channels` (the six widths) for its stretch exercise.
-    """
-
-    def __init__(self, dropout: float = 0.05, batchnorm: bool = True,
-                 channels: tuple[int, ...] = (8, 10, 10, 12, 12, 14)) -> None:
-        super().__init__()
-        c1, c2, c3, c4, c5, c6 = channels
-
-        def block(c_in: int, c_out: int, padding: int = 0) -> nn.Sequential:
-            """3x3 conv -> BatchNorm -> ReLU -> Dropout (without BatchNorm the conv keeps its bias)."""
-            layers = [nn.Conv2d(c_in, c_out, 3, padding=padding, bias=not batchnorm)]
-            layers += [nn.BatchNorm2d(c_out)] if batchnorm else []
-            layers += [nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
-            return nn.Sequential(*layers)
-
-        self.features = nn.Sequential(
-            block(1, c1), block(c1, c2), nn.MaxPool2d(2),
-            block(c2, c3, padding=1), block(c3, c4), block(c4, c5), block(c5, c6),
-            nn.AdaptiveAvgPool2d(1),
-        )
-        self.classifier = nn.Conv2d(c6, 10, kernel_size=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x)
-        return torch.flatten(self.classifier(self.features(x)), 1)
-
-
-# --------------------------------------------------------------------------- train.py's default
+# --------------------------------------------------------------------------- QuickNet: train.py's default and compact
 
 class QuickNet(nn.Module):
-    """train.py's default (12,026 parameters): a stride-2 first convolution, then five 3x3 convs of 16 channels.
+    """A stride-2 first convolution, then five thin 3x3 convs with BatchNorm, global average pooling, a 1x1 classifier.
 
-    Returns logits (train with `F.cross_entropy`). CompactNet's ingredients (thin 3x3 convolutions with
-    BatchNorm, global average pooling, a 1x1 classifier, no large fully connected layer) with the
-    downsampling moved into the first layer: a stride-2 convolution computes every other position
-    only, so no layer works on 26x26 maps and no max-pool runs; the layers after it can afford 16
-    channels. Layer plan (output side, receptive field): conv 1->16 stride 2 (13, 3), conv 16->16
-    padded (13, 7), four convs 16->16 (11, 9, 7, 5; 11 to 23), global average pool, 1x1 conv 16 -> 10.
-    No dropout. How it was chosen: benchmarks/README.md, "Speed".
+    Returns logits (train with `F.cross_entropy`). Two networks of the registry are this class: `quick`
+    (width 16, 12,026 parameters, train.py's default) and `compact` (width 11, 5,796 parameters,
+    notebook 09's 6,000-parameter budget network, trained three times as long). A stride-2
+    convolution computes every other position only, so no layer works on 26x26 maps and no max-pool
+    runs; BatchNorm keeps a thin, deep net trainable at a high learning rate (its shift replaces the
+    convolutions' biases); global average pooling and a 1x1 classifier replace a large fully
+    connected layer. Layer plan (output side, receptive field): conv 1->w stride 2 (13, 3), conv
+    w->w padded (13, 7), four convs w->w (11, 9, 7, 5; receptive fields 11 to 23), global average
+    pool, 1x1 conv w -> 10. How it was chosen: benchmarks/README.md, "Speed" and "Accuracy per parameter".
     """
 
     def __init__(self, width: int = 16, depth: int = 5) -> None:
@@ -346,7 +311,7 @@ MODELS: dict[str, Callable[[], nn.Module]] = {
     "deep": DeepNet,
     "s5": S5Net,
     "fashion": FashionNet,
-    "compact": CompactNet,
+    "compact": functools.partial(QuickNet, width=11),  # notebook 09's 6,000-parameter budget: 5,796
     "quick": QuickNet,  # train.py's default
     "fashion_best": FashionBestNet,
 }
@@ -367,7 +332,7 @@ RECIPES: dict[str, dict] = {
     "fashion": {"loss": "cross_entropy", "optimizer": "adam", "lr": 0.01, "momentum": 0.9, "batch_size": 100,
                 "epochs": 10, "step_size": 10},
     "compact": {"loss": "cross_entropy", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "batch_size": 128,
-                "epochs": 15, "step_size": 5, "scheduler": "onecycle"},
+                "epochs": 30, "step_size": 5, "scheduler": "onecycle"},
     "quick": {"loss": "cross_entropy", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "batch_size": 128,
               "epochs": 10, "step_size": 5, "scheduler": "onecycle"},
     "fashion_best": {"loss": "cross_entropy", "dataset": "fashion_mnist", "optimizer": "sgd", "lr": 0.1,

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
             step()
     events = {e.key: e for e in prof.key_averages()}
     total = sum(events[p].cpu_time_total for p in PHASES)
-    print(f"{args.model}, batch {run_args.batch_size}, augmentation {run_args.augment}, {args.batches} steps, "
+    augmentation = engine.augmentation_name(run_args.dataset, train.augment_setting(run_args))
+    print(f"{args.model}, batch {run_args.batch_size}, augmentation {augmentation}, {args.batches} steps, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     for phase in PHASES:
         ms = events[phase].cpu_time_total / 1000 / args.batches

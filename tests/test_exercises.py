@@ -85,9 +85,9 @@ CASES = {
                               nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)
                           ).parameters()),
                           lambda: 784 * 128 + 128 * 64 + 64 * 10, "bias"),
-    "classifier_params": (exercises.check_classifier_params, lambda: 14 * 6 * 6 * 10 + 10, lambda: 14 * 6 * 6 * 10,
+    "classifier_params": (exercises.check_classifier_params, lambda: 11 * 5 * 5 * 10 + 10, lambda: 11 * 5 * 5 * 10,
                           "biases"),
-    "pool_later": (exercises.check_pool_later, lambda: 20, lambda: 22, "jump 1"),
+    "stride_one": (exercises.check_stride_one, lambda: 13, lambda: 23, "jump 2"),
     "schedule_steps": (exercises.check_schedule_steps, lambda: 15 * 391, lambda: 15, "once per epoch"),
     "normalised_pixel": (exercises.check_normalised_pixel, lambda: round((0.5 - 0.1307) / 0.3081, 2),
                          lambda: 0.5 - 0.1307, "did not divide"),
@@ -233,8 +233,8 @@ def test_wrong_answers_name_the_mistake_never_the_answer(capsys):
     precision = verdict_of(lambda p: exercises.check_precision(CM, p), torch.tensor([0.5, 0.5, 0.5]), capsys)
     assert precision.startswith("Not yet.") and "diag" not in precision and "dim=0" not in precision
     assert "0.6" not in verdict_of(exercises.check_accuracy, 60, capsys)
-    classifier = verdict_of(exercises.check_classifier_params, 5_040, capsys)
-    assert "biases" in classifier and "5,050" not in classifier and "+ 10" not in classifier
+    classifier = verdict_of(exercises.check_classifier_params, 2_750, capsys)
+    assert "biases" in classifier and "2,760" not in classifier and "+ 10" not in classifier
     sequential = verdict_of(exercises.check_sequential_params, 109_184, capsys)
     assert "biases" in sequential and "109,386" not in sequential and "128 + 64" not in sequential
     dropout = verdict_of(exercises.check_dropout_values, {1.0}, capsys)

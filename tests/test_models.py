@@ -11,7 +11,7 @@ import utils
 
 EXPECTED_PARAMS = {
     "mlp": 203_530, "lenet": 81_194, "deep": 6_379_786, "s5": 593_200, "fashion": 32_998,
-    "compact": 5_862, "quick": 12_026, "fashion_best": 75_450,
+    "compact": 5_796, "quick": 12_026, "fashion_best": 75_450,
 }
 BUDGETS = {"compact": 6_000, "fashion_best": 99_999}  # notebook 09's budgets, as maxima
 
@@ -76,13 +76,13 @@ def test_lenet_keeps_the_32x32_walkthrough_and_pads_28x28():
     assert torch.equal(net(digit), net(padded))
 
 
-def test_compacts_ablation_options_and_widths_work():
-    no_bn = model.CompactNet(batchnorm=False)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in no_bn.modules())
-    assert all(m.bias is not None for m in no_bn.modules() if isinstance(m, torch.nn.Conv2d))
-    assert not any(isinstance(m, torch.nn.Dropout) for m in model.CompactNet(dropout=0.0).modules())
-    smaller = model.CompactNet(channels=(8, 8, 10, 10, 12, 12))  # notebook 09's stretch exercise
-    assert model.count_parameters(smaller) == 4_894 and smaller(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+def test_compact_is_quicknet_at_width_11_and_the_width_scales_it():
+    compact = model.build("compact")
+    assert isinstance(compact, model.QuickNet) and compact.classifier.in_channels == 11
+    assert repr(compact) == repr(model.QuickNet(width=11))
+    smaller = model.QuickNet(width=10)  # notebook 09's stretch exercise (instructors/smaller_compact.py)
+    assert model.count_parameters(smaller) == 4_820 and smaller(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in compact.modules())
 
 
 def test_unknown_model_name_lists_the_choices():
@@ -164,11 +164,10 @@ def test_one_optimiser_step_on_real_mnist_gives_a_finite_loss(name, mnist_batch)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
 
 
-def test_compact_layer_plan_matches_its_docstring():
-    rows = {r["name"]: r for r in utils.layer_table(model.CompactNet(), show=False)}
-    plan = {"features.0.0": 3, "features.1.0": 5, "features.2": 6, "features.3.0": 10, "features.4.0": 14,
-            "features.5.0": 18, "features.6.0": 22}
-    assert {name: rows[name]["rf"] for name in plan} == plan
-    assert tuple(rows["features.6.0"]["output_shape"]) == (14, 6, 6)
+def test_quicknet_layer_plan_matches_its_docstring():
+    rows = {r["name"]: r for r in utils.layer_table(model.build("compact"), show=False)}
+    plan = {"features.0.0": (3, (11, 13, 13)), "features.1.0": (7, (11, 13, 13)), "features.2.0": (11, (11, 11, 11)),
+            "features.3.0": (15, (11, 9, 9)), "features.4.0": (19, (11, 7, 7)), "features.5.0": (23, (11, 5, 5))}
+    assert {name: (rows[name]["rf"], tuple(rows[name]["output_shape"])) for name in plan} == plan
     fashion = {r["name"]: r for r in utils.layer_table(model.FashionBestNet(), show=False)}
     assert fashion["features.6.0"]["rf"] == 30 and tuple(fashion["features.7"]["output_shape"]) == (64, 3, 3)

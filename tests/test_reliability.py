@@ -304,7 +304,7 @@ def test_main_catches_only_the_courses_own_errors(monkeypatch):
 
 
 def test_summary_works_on_a_cpu_and_leaves_batchnorm_statistics_and_mode_alone(capsys):
-    net = model.CompactNet().train()
+    net = model.build("compact").train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     utils.summary(net)  # torchsummary assumes CUDA unless told the device
     assert f"Total params: {model.count_parameters(net):,}" in capsys.readouterr().out
