@@ -68,6 +68,18 @@ def pooled_net(widths: tuple[int, ...] = (8, 10, 10, 12, 12, 14), padded: bool =
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Conv2d(widths[-1], 10, 1), nn.Flatten())
 
 
+def separable_net(width: int = 24, depth: int = 5) -> nn.Module:
+    """compact with depthwise-separable convolutions (4,954 parameters): each 3x3 conv filters every channel on its
+    own (groups=width: 9 weights per channel), then a 1x1 conv mixes the channels (width * width weights)."""
+    def separable(padding: int = 0) -> list[nn.Module]:
+        return [nn.Conv2d(width, width, 3, padding=padding, groups=width, bias=False), nn.BatchNorm2d(width),
+                nn.ReLU(), nn.Conv2d(width, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+    layers = [nn.Conv2d(1, width, 3, stride=2, bias=False), nn.BatchNorm2d(width), nn.ReLU(), *separable(padding=1)]
+    for _ in range(depth - 1):
+        layers += separable()
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Conv2d(width, 10, 1), nn.Flatten())
+
+
 def first_fashion() -> nn.Module:
     """Notebook 09's first Fashion-MNIST net (66,170 parameters): FashionBestNet with one conv at 14x14."""
     def block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -101,6 +113,8 @@ ABLATIONS: dict[str, dict] = {
                                   "change": "design history: the same without dropout, 15 epochs"},
     "pooled_compact_30_epochs": {"base": "compact", "model": functools.partial(pooled_net, dropout=0.0),
                                  "change": "design history: the pooled network without dropout, 30 epochs"},
+    "separable_compact": {"base": "compact", "model": separable_net,
+                          "change": "stretch: depthwise-separable convolutions of width 24 (under 5,000 parameters)"},
     "first_fashion": {"base": "fashion_best", "model": first_fashion, "args": ["--augment", "flip_shift"],
                       "change": "design history: one conv at 14x14, mirror and shift augmentation"},
 }

@@ -80,7 +80,7 @@ def test_fast_loader_without_augmentation_matches_torchvision_within_the_pixel_t
 
 def test_evaluation_on_the_device_matches_the_cpu(data_root, device):
     torch.manual_seed(0)
-    net = model.CompactNet().eval()
+    net = model.build("compact").eval()
     test = utils.get_dataset("mnist", False, limit=1000)
     if device.type == "cpu":  # against all 1,000 images at once: batches of 256 leave a last one of 232
         images, labels = map(torch.stack, zip(*[(x, torch.tensor(y)) for x, y in test]))

@@ -82,7 +82,7 @@ def test_readme_table_is_the_scripts_output_from_results_json():
 def test_stored_small_models_keep_their_budgets_and_their_figures_are_the_runs():
     rows = results.load_results(ROOT / "benchmarks" / "results.json")["rows"]
     compact, fashion = rows["compact"], rows["fashion_best"]
-    assert compact["params"] <= 6000 and compact["epochs"] <= 15 and len(compact["seeds"]) == 3
+    assert compact["params"] <= 6000 and compact["epochs"] <= 30 and len(compact["seeds"]) == 3
     assert fashion["params"] < 100_000 and fashion["epochs"] <= 15 and len(fashion["seeds"]) == 3
     for row in rows.values():  # the summary columns are the runs' own figures
         for split in ("val", "test"):
@@ -91,6 +91,7 @@ def test_stored_small_models_keep_their_budgets_and_their_figures_are_the_runs()
             assert (row[f"min_{split}_accuracy"], row[f"max_{split}_accuracy"]) == (figures[0], figures[-1])
     # Floors that catch a broken run, not targets: nothing is tuned on the test set to reach them.
     assert compact["median_test_accuracy"] > 0.99 and fashion["median_test_accuracy"] > 0.92
+    assert compact["median_val_accuracy"] >= 0.994  # what notebook 09 and benchmarks/README.md claim
 
 
 def test_results_survive_every_seed_diverging(data_root, tmp_path, monkeypatch, capsys):
@@ -128,3 +129,20 @@ def test_stored_rows_and_variants_were_chosen_on_validation_and_tested_once():
         for run in row["runs"]:
             assert run["val_accuracy"] == run["history"][-1]["val_accuracy"], name
             assert all("test_accuracy" not in epoch for epoch in run["history"]), name  # test: once, at the end
+
+
+def test_the_stretch_candidates_fit_under_5000_parameters_and_the_stored_one_reached_the_line():
+    import importlib.util
+
+    import torch
+
+    import model
+
+    spec = importlib.util.spec_from_file_location("smaller_compact", ROOT / "instructors" / "smaller_compact.py")
+    kit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kit)  # instructors/smaller_compact.py: the candidates of exercise 09.3
+    assert {name: model.count_parameters(build()) for name, build in kit.CANDIDATES.items()} == {
+        "separable": 4_954, "width10": 4_820}
+    assert kit.CANDIDATES["separable"]()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    stored = results.load_results(ROOT / "benchmarks" / "ablation.json")["rows"]["separable_compact"]
+    assert stored["params"] == 4_954 and stored["seeds"] == [1, 2, 3] and stored["median_val_accuracy"] >= 0.994
