@@ -2,6 +2,7 @@
 
     python benchmarks/profile_epoch.py                       # notebook 09's compact and its recipe
     python benchmarks/profile_epoch.py --model quick --batches 150    # train.py's default network
+    python benchmarks/profile_epoch.py --variant separable_compact    # a network of results.py's ABLATIONS
 
 Each training step is split into four labelled phases (record_function): "batch" (the loader:
 gather, normalise, augment), "forward", "backward" and "step" (optimizer). The script prints
@@ -15,12 +16,15 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
 import engine  # noqa: E402
 import model as models  # noqa: E402
 import train  # noqa: E402
 import utils  # noqa: E402
+from results import ABLATIONS  # noqa: E402
+
+VARIANTS = sorted(name for name, variant in ABLATIONS.items() if "model" in variant)  # those with their own network
 
 PHASES = ("batch", "forward", "backward", "step")
 
@@ -29,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="compact", choices=sorted(models.MODELS))
+    p.add_argument("--variant", choices=VARIANTS, help="profile this network of benchmarks/results.py instead, "
+                   "with its configuration's recipe")
     p.add_argument("--batches", type=int, default=100, help="training steps to profile (after 10 warm-up steps)")
     p.add_argument("--batch-size", type=int, help="default: the model's recipe")
     p.add_argument("--augment", help="default: the recipe's (see train.py --augment)")
@@ -39,7 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Profile the steps and print the phase shares and the top operators."""
     args = parse_args(argv)
-    options = ["--model", args.model, "--device", "cpu"]
+    variant = ABLATIONS[args.variant] if args.variant else None
+    model_name = variant["base"] if variant else args.model  # a variant trains with its configuration's recipe
+    options = ["--model", model_name, "--device", "cpu"]
     options += ["--batch-size", str(args.batch_size)] if args.batch_size else []
     options += ["--augment", args.augment] if args.augment else []
     run_args = train.parse_args(options)
@@ -47,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     utils.set_seed(1)
     loader = engine.get_loaders(run_args.dataset, run_args.batch_size, device, augment=train.augment_setting(run_args),
                                 loader="fast", seed=1).train
-    net = models.build(args.model).train()
+    net = (variant["model"]() if variant else models.build(model_name)).train()
     optimizer = train.make_optimizer(run_args, net)
     loss_fn = train.LOSSES[run_args.loss]
     batches = iter(loader)
@@ -71,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     events = {e.key: e for e in prof.key_averages()}
     total = sum(events[p].cpu_time_total for p in PHASES)
     augmentation = engine.augmentation_name(run_args.dataset, train.augment_setting(run_args))
-    print(f"{args.model}, batch {run_args.batch_size}, augmentation {augmentation}, {args.batches} steps, "
+    print(f"{args.variant or args.model}, batch {run_args.batch_size}, augmentation {augmentation}, {args.batches} steps, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     for phase in PHASES:
         ms = events[phase].cpu_time_total / 1000 / args.batches

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# compact has BatchNorm: its running statistics are buffers that each rank updates on its own batches.
-COMMON = ["--model", "compact", "--dataset", "mnist", "--epochs", "2", "--limit", "4000"]
+# compact has BatchNorm: its running statistics are buffers that each rank updates on its own batches. 4 epochs:
+# one process of this width-11 network reached test accuracy 0.40 after 2, 0.56 after 3, 0.75 after 4 (2-core Xeon).
+COMMON = ["--model", "compact", "--dataset", "mnist", "--epochs", "4", "--limit", "4000"]
 
 
 def run(cmd: list[str], out: Path) -> dict:
