@@ -8,7 +8,7 @@ Trains a candidate of instructors/README.md as `python train.py --model compact 
 out, 30 epochs, SGD with OneCycleLR to 0.1, batch 128, augmentation) and prints each seed's validation
 accuracy after the last epoch, next to compact's from benchmarks/results.json. Candidates:
 "separable" (4,954 parameters: compact's layout with depthwise-separable convolutions of width 24,
-benchmarks/results.py's `separable_net`; about 6 minutes per seed on a 2-core CPU) and "width10"
+benchmarks/results.py's `separable_net`; 5.3 minutes per seed on a 2-core CPU) and "width10"
 (4,820 parameters: compact at width 10; about 3 minutes per seed).
 """
 
