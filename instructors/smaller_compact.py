@@ -48,7 +48,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     args = p.parse_args()
     device, build = utils.get_device(), CANDIDATES[args.candidate]
-    stored = json.loads((ROOT / "benchmarks" / "results.json").read_text())["rows"].get("compact", {}).get("runs", [])
+    stored = json.loads((ROOT / "benchmarks" / "results.json").read_text())["rows"]["compact"]["runs"]
     compact = {run["seed"]: run["val_accuracy"] for run in stored}
     print(f"candidate: {args.candidate}, {model.count_parameters(build()):,} parameters, on {device}")
     mine = {}
